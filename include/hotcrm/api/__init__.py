@@ -1,0 +1,1 @@
+"""The HTTP app: the webhook receiver and the REST API. Imports no Airflow."""

@@ -1,0 +1,68 @@
+"""The HotCRM HTTP app (FastAPI).
+
+``create_app()`` builds the app whose routes are relative to the ``/hotcrm`` prefix: the
+Airflow plugin mounts it there in the API server, and :mod:`hotcrm.api.standalone` mounts
+it there under uvicorn. Capability routers (webhooks, REST API) are included here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hotcrm.settings import default_database_url
+
+API_TITLE = "HotCRM integration API"
+
+
+def error_response(status: int, code: str, message: str, details=None, headers=None) -> JSONResponse:
+    """The one error shape every client sees: ``{"error", "code", "details"?}``."""
+    body = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def database_url(request: Request) -> str:
+    """The CRM database URL of the app serving ``request`` (resolved once, on first use)."""
+    state = request.app.state
+    if callable(state.database_url):
+        state.database_url = state.database_url()
+    return state.database_url
+
+
+def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
+    """The HTTP app, bound to the CRM database at ``database_url``: a URL, a function that
+    returns one on first use (the plugin resolves the ``hotcrm_db`` connection that way), or
+    ``None`` for the embedded default."""
+    app = FastAPI(title=API_TITLE, version="1.0.0", docs_url="/api/v1/docs", openapi_url="/api/v1/openapi.json")
+    app.state.database_url = database_url or default_database_url
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        details = [
+            {"field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"), "message": err.get("msg")}
+            for err in exc.errors()
+        ]
+        return error_response(400, "VALIDATION_ERROR", "The request is not valid", details)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception):
+        # Never a trace or an internal message to a client; the server log has the details.
+        return error_response(500, "INTERNAL_ERROR", "Internal server error")
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict:
+        """Liveness of the HTTP app."""
+        return {"status": "ok"}
+
+    return app

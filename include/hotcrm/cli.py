@@ -1,0 +1,44 @@
+"""``python -m hotcrm``: the operator's command line (database, keys, subscriptions, requeues).
+
+Each capability adds its commands in a module with ``register(subparsers)`` listed in
+:data:`COMMAND_MODULES`. Commands take the database from ``--database-url`` or
+``HOTCRM_DATABASE_URL`` (default: the embedded SQLite file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hotcrm.settings import default_database_url
+
+COMMAND_MODULES = [
+    "hotcrm.crm.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every capability's commands."""
+    parser = argparse.ArgumentParser(prog="python -m hotcrm", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="CRM database URL (default: HOTCRM_DATABASE_URL or the embedded SQLite file)",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code is returned."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.database_url = args.database_url or default_database_url()
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""The CRM database: models, sessions, migrations, the service layer and the outbox."""

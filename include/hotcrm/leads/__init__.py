@@ -1,0 +1,1 @@
+"""Lead import and the lead rules shared with the REST API."""

@@ -1,0 +1,173 @@
+"""The CRM's lead form rules, shared by the file import and the REST API.
+
+:func:`normalize_lead` validates and normalizes one lead given by API field names and
+returns every problem at once. :func:`match_existing` says which emails already belong to
+a Lead, a converted Lead or a Contact, which decides update / report / create.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotcrm.crm.models import Contact, Lead, api_to_attr
+
+REQUIRED_FIELDS = ("FirstName", "LastName", "Company", "Email")
+# Fields a lead may be created with, from files or the API.
+WRITABLE_FIELDS = (
+    "FirstName",
+    "LastName",
+    "Company",
+    "Email",
+    "Phone",
+    "Title",
+    "Industry",
+    "Website",
+    "City",
+    "State",
+    "Country",
+    "LeadSource",
+    "Status",
+    "EstimatedValue",
+    "OwnerId",
+)
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+DEFAULT_PHONE_REGION = "US"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field, worded for the person who can fix it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def _max_length(field: str) -> int | None:
+    column = Lead.__table__.columns[api_to_attr(field)]
+    return getattr(column.type, "length", None)
+
+
+def normalize_email(value: str) -> str:
+    """A syntactically valid email, lower-cased; ValueError with the reason otherwise."""
+    try:
+        # No DNS look-up: an import must not depend on the network.
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+    return result.normalized.lower()
+
+
+def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """The phone number in E.164 (``+14155550123``); ValueError when it cannot be read as one.
+
+    Numbers without a country code are read as ``region`` numbers.
+    """
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{value!r} is not a phone number") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError(
+            f"{value!r} is not a possible phone number; write it with its country code, e.g. +44 20 7946 0000"
+        )
+    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not E164.match(formatted):
+        raise ValueError(f"{value!r} cannot be written in E.164")
+    return formatted
+
+
+def normalize_lead(
+    values: Mapping[str, Any],
+    *,
+    default_source: str = "Import",
+    phone_region: str = DEFAULT_PHONE_REGION,
+    required: Iterable[str] = REQUIRED_FIELDS,
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Validate and normalize one lead given by API names.
+
+    Strings are trimmed and empty strings become missing; Email is lower-cased; Phone goes
+    to E.164; lengths are checked against the columns; LeadSource defaults to
+    ``default_source`` and Status to ``New``. Returns the clean values and every error
+    (an empty list when the lead is valid). Unknown fields are errors.
+    """
+    clean: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for field, raw in values.items():
+        if field not in WRITABLE_FIELDS:
+            errors.append(FieldError(field, f"unknown field; allowed: {', '.join(WRITABLE_FIELDS)}"))
+            continue
+        value = raw.strip() if isinstance(raw, str) else raw
+        if value is None or value == "":
+            continue
+        clean[field] = value
+    for field in required:
+        if field not in clean:
+            errors.append(FieldError(field, "is required"))
+    if "Email" in clean:
+        try:
+            clean["Email"] = normalize_email(str(clean["Email"]))
+        except ValueError as exc:
+            errors.append(FieldError("Email", f"{clean.pop('Email')!r} is not a valid email address ({exc})"))
+    if "Phone" in clean:
+        try:
+            clean["Phone"] = normalize_phone(str(clean["Phone"]), phone_region)
+        except ValueError as exc:
+            clean.pop("Phone")
+            errors.append(FieldError("Phone", str(exc)))
+    if "EstimatedValue" in clean:
+        try:
+            amount = Decimal(str(clean["EstimatedValue"]).replace(",", ""))
+            if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
+                raise InvalidOperation
+            clean["EstimatedValue"] = amount.quantize(Decimal("0.01"))
+        except (InvalidOperation, ValueError):
+            errors.append(FieldError("EstimatedValue", f"{clean.pop('EstimatedValue')!r} is not an amount"))
+    for field, value in list(clean.items()):
+        limit = _max_length(field)
+        if isinstance(value, str) and limit and len(value) > limit:
+            errors.append(FieldError(field, f"is {len(value)} characters long; the limit is {limit}"))
+            clean.pop(field)
+    clean.setdefault("LeadSource", default_source)
+    clean.setdefault("Status", "New")
+    return clean, errors
+
+
+@dataclass(frozen=True)
+class ExistingMatch:
+    """What an email already belongs to: ``lead`` (update it), ``converted_lead`` or
+    ``contact`` (report, do not create)."""
+
+    kind: str
+    record_id: str
+
+
+def match_existing(session: Session, emails: Iterable[str], chunk_size: int = 5_000) -> dict[str, ExistingMatch]:
+    """For each (lower-cased) email that already exists, what it belongs to.
+
+    A converted Lead or a Contact wins over an open Lead: those must not be re-created.
+    """
+    matches: dict[str, ExistingMatch] = {}
+    pending = sorted({e for e in emails if e})
+    for start in range(0, len(pending), chunk_size):
+        chunk = pending[start : start + chunk_size]
+        for lead_id, email, status in session.execute(
+            select(Lead.id, Lead.email, Lead.status).where(Lead.email.in_(chunk))
+        ):
+            kind = "converted_lead" if status == "Converted" else "lead"
+            matches[email] = ExistingMatch(kind, lead_id)
+        for contact_id, email in session.execute(select(Contact.id, Contact.email).where(Contact.email.in_(chunk))):
+            if email not in matches or matches[email].kind == "lead":
+                matches[email] = ExistingMatch("contact", contact_id)
+    return matches
