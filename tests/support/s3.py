@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from moto.server import ThreadedMotoServer
 
@@ -28,7 +29,8 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> S3Server:
-        """Start serving."""
+        """Start serving (quietly: werkzeug would log every request)."""
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
         return self
 
