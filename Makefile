@@ -44,7 +44,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 airflow: setup
-	$(VENV)/bin/airflow standalone
+	# standalone starts its components as `airflow ...` from PATH
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 api: setup
 	$(VENV)/bin/uvicorn hotcrm.api.standalone:app --host 127.0.0.1 --port 8000
