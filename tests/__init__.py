@@ -1,0 +1,1 @@
+"""HotCRM Pipelines test suite (a package so that ``tests.conftest`` is imported once)."""
