@@ -1,0 +1,273 @@
+"""Benchmark of the lead import: full import vs a raw bulk load vs the naive per-row way.
+
+    .venv/bin/python benchmarks/lead_import.py                 # 1,000,000 rows (2% bad)
+    .venv/bin/python benchmarks/lead_import.py --rows 100000 --rss-rows 25000
+
+In one run it generates a realistic CSV of N leads, then measures, each in a fresh child
+process (so peak RSS is that phase's own):
+
+- ``full/postgresql`` and ``full/sqlite``: ``import_lead_file`` end to end (read, validate,
+  quality suite, staging, merge, ledger, reports);
+- ``raw/postgresql``: ``COPY`` of the file into an UNLOGGED table of text columns;
+  ``raw/sqlite``: ``executemany`` of the parsed rows in one transaction;
+- ``naive/postgresql``: per row, validate + INSERT + COMMIT, on a sample (``--naive-rows``);
+- ``full/postgresql`` again at ``--rss-rows`` rows, for the peak-RSS ratio.
+
+PostgreSQL is a throwaway server on loopback (the test suite's: ``fsync=off``), unless
+``--pg-url`` names one. Prints rows/s, peak RSS and the ratios the issue sets targets for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(PROJECT_DIR / "include"), str(PROJECT_DIR)]
+
+HEADER = ["First Name", "Last Name", "Company", "Email", "Phone", "Title", "Industry", "City", "Country"]
+FIRST = ["Ada", "Alan", "Grace", "Linus", "Margaret", "Edsger", "Barbara", "Tim", "Katherine", "Donald", "Frances"]
+LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Dijkstra", "Liskov", "Lee", "Johnson", "Knuth"]
+INDUSTRY = ["Technology", "Finance", "Healthcare", "Retail", "Manufacturing", "Education", ""]
+CITY = [("Boston", "USA"), ("London", "United Kingdom"), ("Berlin", "Germany"), ("Austin", "USA"), ("Paris", "France")]
+
+
+def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7) -> None:
+    """A CSV of ``rows`` leads; ``bad_share`` of them are bad in one of several ways."""
+    rnd = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        for i in range(rows):
+            first, last = rnd.choice(FIRST), rnd.choice(LAST)
+            city, country = rnd.choice(CITY)
+            row = [
+                first,
+                last,
+                f"{last} {rnd.choice(['Inc', 'Ltd', 'GmbH', 'LLC', 'Partners'])} {i % 5000}",
+                f"{first}.{last}.{i}@company{i % 997}.example.com",
+                f"+1 ({rnd.randint(201, 989)}) 555-{rnd.randint(0, 9999):04d}" if rnd.random() < 0.8 else "",
+                rnd.choice(["CTO", "VP Sales", "Engineer", "Buyer", ""]),
+                rnd.choice(INDUSTRY),
+                city,
+                country,
+            ]
+            if rnd.random() < bad_share:
+                kind = rnd.randrange(4)
+                if kind == 0:
+                    row[3] = f"{first}.{last}.{i}-at-nowhere"
+                elif kind == 1:
+                    row[0] = ""
+                elif kind == 2:
+                    row[4] = "12"
+                else:
+                    row = row[:5]
+            writer.writerow(row)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _fresh_database(kind: str, work: Path, pg) -> str:
+    from hotcrm.crm import migrate
+
+    url = f"sqlite:///{work / f'bench-{time.time_ns()}.db'}" if kind == "sqlite" else pg["url_for"](pg["create"]())
+    migrate.upgrade(url)
+    return url
+
+
+def phase_full(url: str, path: str, work: str) -> dict:
+    """The whole import, as the DAG runs it."""
+    from hotcrm.leads.importer import import_lead_file
+
+    src = Path(work) / "incoming" / Path(path).name
+    for sub in ("incoming", "processed", "failed"):
+        (Path(work) / sub).mkdir(parents=True, exist_ok=True)
+    os.link(path, src) if not src.exists() else None
+    started = time.perf_counter()
+    outcome = import_lead_file(
+        src,
+        url,
+        processed_dir=Path(work) / "processed",
+        failed_dir=Path(work) / "failed",
+        progress=lambda m: None,
+    )
+    elapsed = time.perf_counter() - started
+    if outcome.status != "imported":
+        raise SystemExit(f"import did not succeed: {outcome.to_dict()}")
+    return {"rows": outcome.rows_read, "seconds": elapsed, "outcome": outcome.to_dict()}
+
+
+def phase_raw(url: str, path: str, work: str) -> dict:
+    """The floor: the same bytes bulk-loaded with no validation at all."""
+    from hotcrm.crm.db import get_engine, is_postgresql
+
+    engine = get_engine(url)
+    started = time.perf_counter()
+    cols = ", ".join(f"c{i} TEXT" for i in range(len(HEADER)))
+    with engine.begin() as conn:
+        postgresql = is_postgresql(engine)
+        conn.exec_driver_sql(f"CREATE {'UNLOGGED ' if postgresql else ''}TABLE raw_leads ({cols})")
+        marks = ", ".join("?" for _ in HEADER)
+        rows = 0
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            next(reader)
+            batch = []
+            # Parsed by the csv module (ragged rows padded), so the baseline reads the file as the import does.
+            for row in reader:
+                batch.append(tuple((row + [""] * len(HEADER))[: len(HEADER)]))
+                if len(batch) >= 20_000:
+                    rows += _raw_flush(conn, postgresql, batch, marks)
+            rows += _raw_flush(conn, postgresql, batch, marks)
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def _raw_flush(conn, postgresql: bool, batch: list, marks: str) -> int:
+    n = len(batch)
+    if postgresql:
+        cursor = conn.connection.dbapi_connection.cursor()
+        with cursor.copy("COPY raw_leads FROM STDIN") as copy:
+            for row in batch:
+                copy.write_row(row)
+    elif batch:
+        conn.exec_driver_sql(f"INSERT INTO raw_leads VALUES ({marks})", batch)
+    batch.clear()
+    return n
+
+
+def phase_naive(url: str, path: str, work: str, limit: int) -> dict:
+    """What a first attempt does: validate a row, INSERT it, COMMIT, next row."""
+    from hotcrm.crm.db import session_scope
+    from hotcrm.crm.models import Lead, api_to_attr
+    from hotcrm.leads.rules import normalize_lead
+
+    fields = ["FirstName", "LastName", "Company", "Email", "Phone", "Title", "Industry", "City", "Country"]
+    rows = 0
+    started = time.perf_counter()
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for row in reader:
+            if rows >= limit:
+                break
+            rows += 1
+            if len(row) != len(fields):
+                continue
+            clean, errors = normalize_lead(dict(zip(fields, row, strict=True)))
+            if errors:
+                continue
+            with session_scope(url) as session:
+                session.add(Lead(**{api_to_attr(k): v for k, v in clean.items()}))
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def _child(args: argparse.Namespace) -> None:
+    url, path, work = args.url, args.file, args.work
+    if args.phase == "full":
+        result = phase_full(url, path, work)
+    elif args.phase == "raw":
+        result = phase_raw(url, path, work)
+    else:
+        result = phase_naive(url, path, work, args.naive_rows)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print("RESULT " + json.dumps(result, default=str), flush=True)
+
+
+def _run_phase(phase: str, url: str, path: Path, work: Path, naive_rows: int) -> dict:
+    command = [sys.executable, __file__, "--phase", phase, "--url", url, "--file", str(path), "--work", str(work)]
+    command += ["--naive-rows", str(naive_rows)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "GX_ANALYTICS_ENABLED": "False"})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"phase {phase} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def main() -> None:
+    """Run every phase and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="leads in the generated file")
+    parser.add_argument("--rss-rows", type=int, default=250_000, help="a second, smaller full run for the RSS ratio")
+    parser.add_argument("--naive-rows", type=int, default=2_000, help="rows of the per-row baseline's sample")
+    parser.add_argument("--pg-url", help="an existing PostgreSQL database (default: a throwaway server)")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        _child(args)
+        return
+
+    from hotcrm.crm.db import dispose_engine
+
+    server = None
+    if args.pg_url:
+        pg = {"create": lambda: None, "url_for": lambda _name: args.pg_url}
+    else:
+        from tests.support.postgres import PostgresServer
+
+        server = PostgresServer().start()
+        pg = {"create": server.create_database, "url_for": server.url}
+    results: dict[str, dict] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="hotcrm-bench-") as tmp:
+            work = Path(tmp)
+            for rows in sorted({args.rows, args.rss_rows}, reverse=True):
+                path = work / f"leads_{rows}.csv"
+                started = time.perf_counter()
+                generate(path, rows)
+                size_mb = path.stat().st_size / 1e6
+                print(f"generated {rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f}s")
+            plan = [("full", "postgresql", args.rows), ("raw", "postgresql", args.rows)]
+            if not args.skip_sqlite:
+                plan += [("full", "sqlite", args.rows), ("raw", "sqlite", args.rows)]
+            plan.append(("naive", "postgresql", args.rows))
+            if args.rss_rows != args.rows:
+                plan.append(("full", "postgresql", args.rss_rows))
+            for phase, kind, rows in plan:
+                url = _fresh_database(kind, work, pg)
+                dispose_engine(url)
+                phase_work = work / f"{phase}-{kind}-{rows}"
+                phase_work.mkdir()
+                result = _run_phase(phase, url, work / f"leads_{rows}.csv", phase_work, args.naive_rows)
+                result["rate"] = result["rows"] / result["seconds"]
+                key = f"{phase}/{kind}" + ("" if rows == args.rows else f"@{rows}")
+                results[key] = result
+                print(
+                    f"{key:24s} {result['rows']:>10,} rows {result['seconds']:8.1f}s "
+                    f"{result['rate']:>10,.0f} rows/s  peak RSS {result['peak_rss_mb']:6.0f} MB",
+                    flush=True,
+                )
+    finally:
+        if server is not None:
+            server.stop()
+
+    print("\nratios")
+    for kind in ("postgresql", "sqlite"):
+        if f"full/{kind}" in results and f"raw/{kind}" in results:
+            print(f"  full/raw   {kind:10s} {results[f'full/{kind}']['rate'] / results[f'raw/{kind}']['rate']:.2f}")
+    if "naive/postgresql" in results:
+        print(
+            f"  full/naive postgresql {results['full/postgresql']['rate'] / results['naive/postgresql']['rate']:.0f}x"
+        )
+    small = f"full/postgresql@{args.rss_rows}"
+    if small in results:
+        ratio = results["full/postgresql"]["peak_rss_mb"] / results[small]["peak_rss_mb"]
+        print(f"  peak RSS {args.rows:,} rows / {args.rss_rows:,} rows (postgresql): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,746 @@
+"""Import one lead file: ledger, read, validate, check the file as a whole, load, report, archive.
+
+:func:`import_lead_file` is the whole job for one file, without Airflow. The source is any
+path-like with ``.open('rb')`` (``pathlib.Path`` or an ``ObjectStoragePath``); the file
+ends up in ``processed_dir`` or ``failed_dir`` with its reports beside it:
+
+- ``<name>.report.html``: counts, encoding, delimiter, columns, the quality suite's result;
+- ``<name>.report.json``: the same, for machines;
+- ``<name>.rejects.csv``: every row not loaded as itself (line, kind, reason, original cells),
+  safe to open in a spreadsheet.
+
+A file is all-or-nothing: the leads, the rejected rows, the ledger's final state and the
+``lead.imported`` outbox event commit in one transaction. Reports are written before that
+commit and the file is moved after it, so a run killed anywhere is finished by the next.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import tempfile
+import time
+import uuid
+from array import array
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotcrm.crm.db import session_scope
+from hotcrm.crm.events import record_event
+from hotcrm.crm.models import api_to_attr, utcnow
+from hotcrm.leads import loader
+from hotcrm.leads.models import (
+    DUPLICATE,
+    FAILED,
+    IMPORTED,
+    PROCESSING,
+    REJECTED,
+    ImportFile,
+    ImportIssue,
+)
+from hotcrm.leads.reader import (
+    DELIMITER_NAMES,
+    SNIFF_BYTES,
+    FileRejected,
+    HeaderMap,
+    Mapping,
+    copy_to,
+    detect_delimiter,
+    iter_records,
+    map_header,
+    open_text,
+    read_header,
+    spool,
+)
+from hotcrm.leads.rules import normalize_lead
+
+log = logging.getLogger(__name__)
+
+SUITE_NAME = "lead_file"
+PROGRESS_EVERY = 100_000
+_EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class AccountingError(RuntimeError):
+    """Rows read did not equal inserted + updated + duplicates + rejected: a bug, never ignored."""
+
+
+@dataclass
+class ImportOutcome:
+    """What became of one file (also the task's return value, via :meth:`to_dict`)."""
+
+    file_id: str
+    file_name: str
+    status: str
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    encoding: str | None = None
+    delimiter: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    unknown_columns: list[str] = field(default_factory=list)
+    unused_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+    quality: dict[str, Any] | None = None
+    archived_path: str | None = None
+    report_path: str | None = None
+    rejects_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable form (no quality details: those are in the report)."""
+        data = asdict(self)
+        data.pop("quality")
+        data["quality_passed"] = None if self.quality is None else bool(self.quality.get("success"))
+        return data
+
+
+def load_suite(path: Path | None = None) -> dict[str, Any]:
+    """The file-level quality suite (``include/config/quality/lead_file.json`` by default)."""
+    from hotcrm.quality import QUALITY_CONFIG_DIR
+
+    path = path or QUALITY_CONFIG_DIR / f"{SUITE_NAME}.json"
+    suite = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(suite.get("expectations"), list):
+        raise ValueError(f"{path}: a suite needs an 'expectations' list")
+    return suite
+
+
+def neutralize(cell: Any) -> str:
+    """A cell a spreadsheet will show as text: one starting with ``= + - @``, tab or CR gets a
+    leading apostrophe, so it is never run as a formula."""
+    value = "" if cell is None else str(cell)
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def event_id_for(sha256: str) -> str:
+    """The ``lead.imported`` event id of a file's content: a re-run writes the event once."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"lead.imported:{sha256}"))
+
+
+def _destination(directory: Any, name: str, file_id: str) -> Any:
+    dest = directory / name
+    if dest.exists():  # another file of that name was archived before: keep both
+        stem, dot, suffix = name.rpartition(".")
+        dest = directory / (f"{stem}.{file_id[:8]}.{suffix}" if dot and stem else f"{name}.{file_id[:8]}")
+    return dest
+
+
+def import_lead_file(
+    source: Any,
+    database_url: str,
+    *,
+    processed_dir: Any = None,
+    failed_dir: Any = None,
+    mapping: Mapping | None = None,
+    suite: dict[str, Any] | None = None,
+    work_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ImportOutcome:
+    """Import one lead file end to end and return its outcome (see the module docstring).
+
+    ``processed_dir`` / ``failed_dir`` are where the file and its reports go (any path-like
+    with ``/`` and ``.open``); when ``None`` the file stays where it is and no report files
+    are written (the ledger and the returned outcome still hold the counts). Raises
+    :class:`AccountingError` (after recording it in the ledger) if the counts do not add up;
+    database errors propagate and leave the file in place for a retry.
+    """
+    mapping = mapping or Mapping.load()
+    suite = suite or load_suite()
+    progress = progress or log.info
+    name = source.name
+    with tempfile.TemporaryDirectory(prefix="hotcrm-lead-import-", dir=work_dir) as tmp:
+        tmp_path = Path(tmp)
+        try:
+            spooled = spool(source, tmp_path / "source")
+        except FileRejected as exc:
+            return _fail_before_reading(source, database_url, name, str(exc), failed_dir)
+        ledger, previous = _claim(database_url, source, spooled)
+        if previous is not None and ledger.id == previous.id and not _awaits_archiving(previous, processed_dir):
+            # The same file dropped again after its import was archived: a duplicate like any other.
+            ledger = _new_ledger(database_url, source, spooled, DUPLICATE)
+        if previous is not None:
+            return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
+        outcome = ImportOutcome(
+            file_id=ledger.id,
+            file_name=name,
+            status=PROCESSING,
+            encoding=spooled.encoding,
+            sha256=spooled.sha256,
+            size=spooled.size,
+        )
+        try:
+            return _import(source, database_url, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress)
+        except IntegrityError:
+            # Another run imported the same content first (the ledger's unique index on sha256).
+            with session_scope(database_url) as session:
+                previous = session.scalar(
+                    select(ImportFile).where(ImportFile.sha256 == spooled.sha256, ImportFile.status == IMPORTED)
+                )
+                ledger = session.get(ImportFile, outcome.file_id)
+            if previous is None:
+                raise
+            return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
+
+
+def _claim(database_url: str, source: Any, spooled) -> tuple[ImportFile, ImportFile | None]:
+    """The ledger row for this attempt (reusing an unfinished one for the same path and content),
+    and the earlier import of the same content, if any."""
+    path = str(source)
+    with session_scope(database_url) as session:
+        previous = session.scalar(
+            select(ImportFile).where(ImportFile.sha256 == spooled.sha256, ImportFile.status == IMPORTED)
+        )
+        if previous is not None and previous.path == path:
+            return previous, previous
+        ledger = session.scalar(
+            select(ImportFile)
+            .where(
+                ImportFile.path == path,
+                ImportFile.sha256 == spooled.sha256,
+                ImportFile.status.in_((PROCESSING, FAILED, "received")),
+            )
+            .order_by(ImportFile.created_at.desc())
+        )
+        if ledger is None:
+            ledger = ImportFile(path=path, file_name=source.name)
+            session.add(ledger)
+        ledger.size, ledger.sha256, ledger.encoding = spooled.size, spooled.sha256, spooled.encoding
+        ledger.status = DUPLICATE if previous is not None else PROCESSING
+        ledger.started_at, ledger.finished_at, ledger.error = utcnow(), None, None
+        for counter in ("rows_read", "inserted", "updated", "duplicates", "rejected"):
+            setattr(ledger, counter, 0)
+        session.flush()
+        return ledger, previous
+
+
+def _awaits_archiving(previous: ImportFile, processed_dir: Any) -> bool:
+    """True when an imported file's run ended before it reached ``processed/`` (finish it then)."""
+    if processed_dir is None or not previous.report_path:
+        return False
+    name = str(previous.report_path).rsplit("/", 1)[-1][: -len(".report.html")]
+    return not (processed_dir / name).exists()
+
+
+def _new_ledger(database_url: str, source: Any, spooled, status: str) -> ImportFile:
+    with session_scope(database_url) as session:
+        ledger = ImportFile(
+            path=str(source),
+            file_name=source.name,
+            size=spooled.size,
+            sha256=spooled.sha256,
+            encoding=spooled.encoding,
+            status=status,
+            started_at=utcnow(),
+        )
+        session.add(ledger)
+        session.flush()
+        return ledger
+
+
+def _fail_before_reading(source: Any, database_url: str, name: str, error: str, failed_dir: Any) -> ImportOutcome:
+    with session_scope(database_url) as session:
+        ledger = ImportFile(path=str(source), file_name=name, status=FAILED, error=error, started_at=utcnow())
+        ledger.finished_at = utcnow()
+        session.add(ledger)
+        session.flush()
+        file_id = ledger.id
+    outcome = ImportOutcome(file_id=file_id, file_name=name, status=FAILED, error=error)
+    _archive_failed(source, database_url, outcome, failed_dir)
+    return outcome
+
+
+def _already_imported(
+    source: Any, database_url: str, ledger: ImportFile, previous: ImportFile, processed_dir: Any, failed_dir: Any
+) -> ImportOutcome:
+    if ledger.id == previous.id:
+        # This very file was imported, but the run ended before it was moved: finish the move.
+        outcome = ImportOutcome(
+            file_id=previous.id,
+            file_name=previous.file_name,
+            status=IMPORTED,
+            encoding=previous.encoding,
+            delimiter=previous.delimiter,
+            sha256=previous.sha256,
+            size=previous.size,
+            report_path=previous.report_path,
+            **previous.counts(),
+        )
+        if processed_dir is not None and previous.report_path:
+            dest = _report_base(outcome, processed_dir)
+            copy_to(source, dest)
+            source.unlink()
+            outcome.archived_path = str(dest)
+        log.info("%s was imported already (file_id %s); archived it", source.name, previous.id)
+        return outcome
+    error = (
+        f"this content was already imported from {previous.file_name!r} on {previous.finished_at:%Y-%m-%d %H:%M} UTC "
+        f"(file_id {previous.id}); it is not imported again"
+    )
+    with session_scope(database_url) as session:
+        session.execute(
+            update(ImportFile)
+            .where(ImportFile.id == ledger.id)
+            .values(status=DUPLICATE, error=error, finished_at=utcnow())
+        )
+    outcome = ImportOutcome(
+        file_id=ledger.id,
+        file_name=ledger.file_name,
+        status=DUPLICATE,
+        sha256=ledger.sha256,
+        size=ledger.size,
+        encoding=ledger.encoding,
+        error=error,
+    )
+    log.warning("%s: %s", ledger.file_name, error)
+    _archive_failed(source, database_url, outcome, failed_dir)
+    return outcome
+
+
+def _archive_failed(source: Any, database_url: str, outcome: ImportOutcome, failed_dir: Any) -> None:
+    """Move a file that was not imported to ``failed/`` with its report, and note the report."""
+    if failed_dir is None:
+        return
+    dest = _destination(failed_dir, source.name, outcome.file_id)
+    outcome.report_path = _write_reports(dest, outcome, None, None)
+    copy_to(source, dest)
+    source.unlink()
+    outcome.archived_path = str(dest)
+    with session_scope(database_url) as session:
+        session.execute(
+            update(ImportFile).where(ImportFile.id == outcome.file_id).values(report_path=outcome.report_path)
+        )
+
+
+class _Discard(Exception):
+    """Raised inside the load transaction to roll it back after the failure report is written."""
+
+
+def _import(
+    source: Any,
+    database_url: str,
+    spooled,
+    outcome: ImportOutcome,
+    mapping: Mapping,
+    suite: dict[str, Any],
+    processed_dir: Any,
+    failed_dir: Any,
+    progress: Callable[[str], None],
+) -> ImportOutcome:
+    try:
+        with session_scope(database_url) as session:
+            _load(session, source, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress)
+    except _Discard:
+        pass
+    except AccountingError as exc:
+        outcome.status, outcome.error = FAILED, str(exc)
+        with session_scope(database_url) as session:
+            _finish_ledger(session, outcome)
+        raise
+    if outcome.status == FAILED:
+        with session_scope(database_url) as session:
+            _finish_ledger(session, outcome)
+        if failed_dir is not None:
+            _move(source, _report_base(outcome, failed_dir), outcome)
+        log.warning("%s was not imported: %s", source.name, outcome.error)
+        return outcome
+    if processed_dir is not None:
+        _move(source, _report_base(outcome, processed_dir), outcome)
+    progress(
+        f"{source.name}: imported {outcome.rows_read:,} rows: {outcome.inserted:,} inserted, "
+        f"{outcome.updated:,} updated, {outcome.duplicates:,} duplicates, {outcome.rejected:,} rejected"
+    )
+    return outcome
+
+
+def _move(source: Any, dest: Any, outcome: ImportOutcome) -> None:
+    copy_to(source, dest)
+    source.unlink()
+    outcome.archived_path = str(dest)
+
+
+def _load(
+    session: Session,
+    source: Any,
+    spooled,
+    outcome: ImportOutcome,
+    mapping: Mapping,
+    suite: dict[str, Any],
+    processed_dir: Any,
+    failed_dir: Any,
+    progress: Callable[[str], None],
+) -> None:
+    """Everything that must commit together: staged rows, issues, leads, ledger, event."""
+    failure = header_map = quality = None
+    emails_unique = False
+    try:
+        header_map, quality, emails_unique = _read_and_stage(session, spooled, outcome, mapping, suite, progress)
+    except FileRejected as exc:
+        failure = str(exc)
+    if failure is None and not quality["success"]:
+        failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
+    outcome.quality = quality
+    if failure is not None:
+        outcome.status, outcome.error = FAILED, failure
+        if failed_dir is not None:
+            # The reports (rejects included) come from this transaction, which is then thrown away.
+            dest = _destination(failed_dir, source.name, outcome.file_id)
+            outcome.report_path = _write_reports(dest, outcome, header_map, session)
+        raise _Discard
+    counts = loader.merge(session.connection(), outcome.file_id, utcnow(), emails_unique=emails_unique)
+    outcome.inserted, outcome.updated = counts.inserted, counts.updated
+    outcome.duplicates = counts.duplicates
+    outcome.rejected += counts.matched_elsewhere
+    total = outcome.inserted + outcome.updated + outcome.duplicates + outcome.rejected
+    if total != outcome.rows_read:
+        raise AccountingError(
+            f"{source.name}: rows read {outcome.rows_read} != inserted {outcome.inserted} + updated "
+            f"{outcome.updated} + duplicates {outcome.duplicates} + rejected {outcome.rejected} (= {total}); "
+            "nothing of the file was loaded"
+        )
+    outcome.status = IMPORTED
+    if processed_dir is not None:
+        dest = _destination(processed_dir, source.name, outcome.file_id)
+        outcome.report_path = _write_reports(dest, outcome, header_map, session)
+    _finish_ledger(session, outcome)
+    data = outcome.to_dict()
+    record_event(
+        session,
+        "lead.imported",
+        {k: data[k] for k in ("file_id", "file_name", "rows_read", "inserted", "updated", "duplicates", "rejected")},
+        event_id=event_id_for(outcome.sha256 or outcome.file_id),
+    )
+
+
+def _report_base(outcome: ImportOutcome, directory: Any) -> Any:
+    """The archived file's path, from its report's (they sit side by side)."""
+    name = str(outcome.report_path).rsplit("/", 1)[-1][: -len(".report.html")]
+    return directory / name
+
+
+def _finish_ledger(session: Session, outcome: ImportOutcome) -> None:
+    session.execute(
+        update(ImportFile)
+        .where(ImportFile.id == outcome.file_id)
+        .values(
+            status=outcome.status,
+            delimiter=outcome.delimiter,
+            rows_read=outcome.rows_read,
+            inserted=outcome.inserted,
+            updated=outcome.updated,
+            duplicates=outcome.duplicates,
+            rejected=outcome.rejected,
+            error=outcome.error,
+            report_path=outcome.report_path,
+            finished_at=utcnow(),
+        )
+    )
+
+
+def _quality_summary(quality: dict[str, Any]) -> str:
+    parts = []
+    for o in quality["outcomes"]:
+        if not o["success"]:
+            target = f" on {o['kwargs'].get('column')}" if o["kwargs"].get("column") else ""
+            limits = {k: v for k, v in o["kwargs"].items() if k != "column"}
+            parts.append(f"{o['type']}{target} expected {limits}, observed {o['observed'].get('observed_value')}")
+    return "; ".join(parts)
+
+
+def _read_and_stage(
+    session: Session,
+    spooled,
+    outcome: ImportOutcome,
+    mapping: Mapping,
+    suite: dict[str, Any],
+    progress: Callable[[str], None],
+) -> tuple[HeaderMap, dict[str, Any], bool]:
+    """Parse, validate and stage every record; returns the header map and the suite's result."""
+    conn = session.connection()
+    with open_text(spooled.path, spooled.encoding) as text:
+        sample = text.read(SNIFF_BYTES)
+        if not sample.strip():
+            raise FileRejected("the file is empty: it needs a header row and at least one lead")
+        delimiter = detect_delimiter(sample)
+        outcome.delimiter = delimiter
+        text.seek(0)
+        header, lines, reader = read_header(text, delimiter)
+        header_map = map_header(header, mapping)
+        outcome.unknown_columns, outcome.unused_columns = header_map.unknown, header_map.unused
+        width = len(header)
+        stager = loader.open_stage(conn)
+        issues: list[dict[str, Any]] = []
+        email_valid, required_empty, email_key = array("b"), array("b"), array("d")
+        staged_keys = array("d")  # email hashes of the staged rows: are any two the same?
+        nan = float("nan")
+        columns = list(header_map.columns.items())
+        required = mapping.required
+        defaults = mapping.defaults
+        default_source = defaults.get("LeadSource", "Import")
+        region = mapping.phone_region
+        email_col = header_map.columns.get("Email")
+        plan = _stage_plan(header_map)
+        started = time.monotonic()
+        required_columns = [header_map.columns[f] for f in required]
+        rows_read = rejected = 0
+        for record in iter_records(lines, reader, width):
+            rows_read += 1
+            if rows_read % PROGRESS_EVERY == 0:
+                rate = rows_read / max(time.monotonic() - started, 1e-9)
+                progress(f"{outcome.file_name}: {rows_read:,} rows read ({rate:,.0f} rows/s)")
+            if record.error is not None:
+                rejected += 1
+                issues.append(_issue(outcome.file_id, record.line, f"line {record.line} {record.error}", record.cells))
+                continue
+            cells = record.cells
+            values = {f: cells[i] for f, i in columns}
+            clean, errors = normalize_lead(
+                values, default_source=default_source, phone_region=region, required=required
+            )
+            is_valid_email = "Email" in clean
+            email_valid.append(1 if is_valid_email else 0)
+            required_empty.append(0 if all(cells[i].strip() for i in required_columns) else 1)
+            email_key.append(float(hash(clean["Email"]) & 0xFFFFFFFFFFFFF) if is_valid_email else nan)
+            if errors:
+                rejected += 1
+                reason = "; ".join(str(e) for e in errors)
+                email = clean.get("Email") or (cells[email_col].strip()[:255] if email_col is not None else None)
+                issues.append(_issue(outcome.file_id, record.line, reason, cells, email))
+                if len(issues) >= 5_000:
+                    _flush_issues(conn, issues)
+                continue
+            stager.add(_stage_row(record.line, clean, plan, cells))
+            staged_keys.append(email_key[-1])
+        stager.flush()
+        _flush_issues(conn, issues)
+    if rows_read == 0:
+        raise FileRejected("the file has a header row but no leads under it")
+    outcome.rows_read, outcome.rejected = rows_read, rejected
+    emails_unique = _all_distinct(staged_keys)
+    quality = _check_quality(suite, email_valid, required_empty, email_key)
+    return header_map, quality, emails_unique
+
+
+@dataclass(frozen=True)
+class _StagePlan:
+    """Where each staged lead column comes from, worked out once per file."""
+
+    fields: tuple[str | None, ...]  # the API field of each lead column (None: not in the file)
+    # LeadSource / Status: (position, file column) — an empty cell stages NULL, so the insert
+    # applies the default and an update keeps the CRM's value.
+    defaulted: tuple[tuple[int, int], ...]
+    decimal_positions: tuple[int, ...]  # values to stage as text
+
+
+def _stage_plan(header_map: HeaderMap) -> _StagePlan:
+    by_attr = {api_to_attr(f): f for f in header_map.columns}
+    fields = tuple(by_attr.get(attr) for attr in loader.LEAD_COLUMNS)
+    defaulted = tuple(
+        (pos, header_map.columns[f])
+        for pos, (attr, f) in enumerate(zip(loader.LEAD_COLUMNS, fields, strict=True))
+        if attr in ("lead_source", "status") and f is not None
+    )
+    decimals = tuple(pos for pos, attr in enumerate(loader.LEAD_COLUMNS) if attr == "estimated_value")
+    return _StagePlan(fields, defaulted, decimals)
+
+
+def _all_distinct(keys: array) -> bool:
+    """True when no two staged emails are the same (equal hashes may be a collision: then False,
+    and the duplicate pass runs and finds the truth)."""
+    import numpy as np
+
+    values = np.frombuffer(keys, dtype=np.float64) if len(keys) else np.array([], dtype=np.float64)
+    return len(np.unique(values)) == len(values)
+
+
+def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> tuple:
+    get = clean.get
+    row = [get(f) if f else None for f in plan.fields]
+    for pos, column in plan.defaulted:
+        if not cells[column].strip():
+            row[pos] = None
+    for pos in plan.decimal_positions:
+        if row[pos] is not None:
+            row[pos] = str(row[pos])
+    return (line, *row, _encode_json(cells))
+
+
+def _issue(file_id: str, line: int, reason: str, cells: list[str], email: str | None = None) -> dict[str, Any]:
+    return {"file_id": file_id, "line_number": line, "kind": REJECTED, "reason": reason, "email": email, "raw": cells}
+
+
+def _flush_issues(conn, issues: list[dict[str, Any]]) -> None:
+    if issues:
+        conn.execute(ImportIssue.__table__.insert(), issues)
+        issues.clear()
+
+
+def _check_quality(
+    suite: dict[str, Any], email_valid: array, required_empty: array, email_key: array
+) -> dict[str, Any]:
+    """Run the file-level suite on per-row indicators (compact arrays, not the file's text)."""
+    import numpy as np
+    import pandas as pd
+
+    from hotcrm.quality import validate_dataframe
+
+    # GX logs its set-up at INFO; the task log should show the import's progress, not that.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+    frame = pd.DataFrame(
+        {
+            "EmailValid": np.frombuffer(email_valid, dtype=np.int8)
+            if len(email_valid)
+            else np.array([], dtype=np.int8),
+            "RequiredEmpty": np.frombuffer(required_empty, dtype=np.int8)
+            if len(required_empty)
+            else np.array([], dtype=np.int8),
+            "EmailKey": np.frombuffer(email_key, dtype=np.float64)
+            if len(email_key)
+            else np.array([], dtype=np.float64),
+        }
+    )
+    result = validate_dataframe(frame, suite.get("name", SUITE_NAME), suite["expectations"])
+    return result.to_dict()
+
+
+def _write_reports(dest: Any, outcome: ImportOutcome, header_map: HeaderMap | None, session: Session | None) -> str:
+    """Write ``<dest>.report.json``, ``<dest>.report.html`` and (with a session) ``<dest>.rejects.csv``;
+    returns the HTML report's path."""
+    parent, name = dest.parent, dest.name
+    if session is not None:
+        rejects = parent / f"{name}.rejects.csv"
+        _write_rejects(rejects, outcome, header_map, session)
+        outcome.rejects_path = str(rejects)
+    report = dict(outcome.to_dict())
+    report["delimiter_name"] = DELIMITER_NAMES.get(outcome.delimiter or "", None)
+    report["columns"] = dict(header_map.columns) if header_map else None
+    report["header"] = list(header_map.header) if header_map else None
+    report["quality"] = outcome.quality
+    report_path = parent / f"{name}.report.html"
+    report["report_path"] = str(report_path)
+    with (parent / f"{name}.report.json").open("wb") as f:
+        f.write(json.dumps(report, indent=2, default=str).encode("utf-8"))
+    with report_path.open("wb") as f:
+        f.write(_render_report(report, outcome).encode("utf-8"))
+    return str(report_path)
+
+
+def _write_rejects(path: Any, outcome: ImportOutcome, header_map: HeaderMap | None, session: Session) -> None:
+    header = header_map.header if header_map else []
+    # A local file first: the rejects are streamed from the database, then copied to the bucket.
+    tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8-sig", newline="", suffix=".csv", delete=False)  # noqa: SIM115
+    try:
+        with tmp:
+            writer = csv.writer(tmp)
+            writer.writerow(["line", "kind", "reason", *[neutralize(h) for h in header], "extra fields"])
+            rows = session.execute(
+                select(ImportIssue.line_number, ImportIssue.kind, ImportIssue.reason, ImportIssue.raw)
+                .where(ImportIssue.file_id == outcome.file_id)
+                .order_by(ImportIssue.line_number, ImportIssue.id)
+                .execution_options(yield_per=5_000)
+            )
+            for line, kind, reason, raw in rows:
+                cells = list(raw or [])
+                main, extra = cells[: len(header)], cells[len(header) :]
+                main += [""] * (len(header) - len(main))
+                writer.writerow(
+                    [line, kind, neutralize(reason), *[neutralize(c) for c in main], neutralize(" | ".join(extra))]
+                )
+        copy_to(Path(tmp.name), path)
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
+
+
+def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
+    esc = html.escape
+    verdict = {IMPORTED: "imported", FAILED: "NOT imported (failed)", DUPLICATE: "NOT imported (duplicate)"}.get(
+        outcome.status, outcome.status
+    )
+    facts = [
+        ("status", verdict),
+        ("file_id", outcome.file_id),
+        ("error", outcome.error or ""),
+        ("rows read", outcome.rows_read),
+        ("inserted", outcome.inserted),
+        ("updated", outcome.updated),
+        ("duplicates (earlier rows with the same email)", outcome.duplicates),
+        ("rejected", outcome.rejected),
+        ("encoding", outcome.encoding or ""),
+        ("delimiter", report.get("delimiter_name") or ""),
+        (
+            "columns used",
+            ", ".join(f"{k} ← {report['columns'] and _col(report, k)}" for k in (report["columns"] or {})),
+        ),
+        ("unknown columns (ignored)", ", ".join(outcome.unknown_columns)),
+        ("columns not used (another column maps to the same field)", ", ".join(outcome.unused_columns)),
+        ("rejects file", outcome.rejects_path or ""),
+        ("sha256", outcome.sha256 or ""),
+    ]
+    rows = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in facts)
+    quality = ""
+    if outcome.quality is not None:
+        from hotcrm.quality import render_html
+
+        body = render_html(_result_from_dict(outcome.quality), title="Quality checks")
+        quality = body.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+    title = esc(f"Lead import: {outcome.file_name}")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+.ok{{background:#eaffea}}.fail{{background:#ffecec}}</style>
+</head><body><h1>{title}</h1>
+<table>{rows}</table>
+{quality}
+</body></html>
+"""
+
+
+def _col(report: dict[str, Any], field_name: str) -> str:
+    index = report["columns"][field_name]
+    return f"column {index + 1} {report['header'][index]!r}"
+
+
+def _result_from_dict(data: dict[str, Any]):
+    from hotcrm.quality import ExpectationOutcome, QualityResult
+
+    return QualityResult(
+        data["suite"], data["success"], [ExpectationOutcome(**o) for o in data["outcomes"]], data["statistics"]
+    )
+
+
+def outcome_from_ledger(database_url: str, path: str) -> ImportOutcome | None:
+    """The latest finished ledger record for a file path, as an outcome (``None`` if there is none)."""
+    with session_scope(database_url) as session:
+        row = session.scalar(
+            select(ImportFile)
+            .where(ImportFile.path == path, ImportFile.status.in_((IMPORTED, FAILED, DUPLICATE)))
+            .order_by(ImportFile.created_at.desc())
+        )
+        if row is None:
+            return None
+        return ImportOutcome(
+            file_id=row.id,
+            file_name=row.file_name,
+            status=row.status,
+            encoding=row.encoding,
+            delimiter=row.delimiter,
+            sha256=row.sha256,
+            size=row.size,
+            error=row.error,
+            report_path=row.report_path,
+            **row.counts(),
+        )

@@ -1,0 +1,274 @@
+"""import_lead_file on SQLite and PostgreSQL: validation, duplicates, updates, quality gate,
+file-level failures, the ledger, the outbox event, reports and the accounting check."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from hotcrm.crm.db import session_scope
+from hotcrm.crm.models import Contact, Lead, OutboxEvent
+from hotcrm.leads import importer, loader
+from hotcrm.leads.importer import AccountingError, import_lead_file, neutralize
+from hotcrm.leads.models import ImportFile, ImportIssue
+
+HEADER = "First Name,Last Name,Company,Email,Phone,Lead Source,Status,Estimated Value\n"
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    folders = {name: tmp_path / "bucket" / name for name in ("incoming", "processed", "failed")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    return folders
+
+
+def drop(bucket, name: str, content: str | bytes) -> Path:
+    path = bucket["incoming"] / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def run(bucket, db_url, path, **kwargs):
+    return import_lead_file(path, db_url, processed_dir=bucket["processed"], failed_dir=bucket["failed"], **kwargs)
+
+
+def leads(db_url) -> dict[str, Lead]:
+    with session_scope(db_url) as session:
+        return {lead.email: lead for lead in session.scalars(select(Lead))}
+
+
+def rejects(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+
+
+def good_rows(n: int, start: int = 0) -> str:
+    return "".join(f"First{i},Last{i},Company {i},person{i}@example.com,,,,\n" for i in range(start, start + n))
+
+
+def test_rows_are_validated_normalized_and_loaded(db_url, bucket):
+    path = drop(
+        bucket,
+        "leads.csv",
+        HEADER
+        + "Ada,Lovelace,Engines,ADA@Example.COM,(415) 555-0132,,,1200.5\n"
+        + "Bad,Email,Co,not-an-email,,,,\n"
+        + "Bad,Phone,Co,bad.phone@example.com,12,,,\n"
+        + f"{'x' * 41},Long,Co,long@example.com,,,,\n"
+        + ",NoFirst,Co,nofirst@example.com,,,,\n"
+        + "Grace,Hopper,Navy,grace@example.com,+44 20 7946 0018,Web,Working,\n",
+    )
+    outcome = run(bucket, db_url, path)
+
+    assert outcome.status == "imported"
+    assert (outcome.rows_read, outcome.inserted, outcome.updated, outcome.duplicates, outcome.rejected) == (
+        6,
+        2,
+        0,
+        0,
+        4,
+    )
+    rows = leads(db_url)
+    ada, grace = rows["ada@example.com"], rows["grace@example.com"]
+    assert (ada.phone, ada.lead_source, ada.status, ada.estimated_value) == (
+        "+14155550132",
+        "Import",
+        "New",
+        Decimal("1200.50"),
+    )
+    assert (grace.phone, grace.lead_source, grace.status) == ("+442079460018", "Web", "Working")
+    report = {r["line"]: r for r in rejects(bucket["processed"] / "leads.csv.rejects.csv")}
+    assert set(report) == {"3", "4", "5", "6"}
+    assert "Email: 'not-an-email' is not a valid email address" in report["3"]["reason"]
+    assert "Phone: '12' is not a possible phone number" in report["4"]["reason"]
+    assert "FirstName: is 41 characters long; the limit is 40" in report["5"]["reason"]
+    assert report["6"]["reason"] == "FirstName: is required"
+    assert report["3"]["Email"] == "not-an-email" and report["4"]["kind"] == "rejected"
+
+
+def test_same_email_twice_later_row_wins_earlier_is_a_duplicate(db_url, bucket):
+    path = drop(
+        bucket,
+        "dups.csv",
+        HEADER
+        + "Old,Name,Old Co,dup@example.com,,,,\n"
+        + "Other,Person,Co,other@example.com,,,,\n"
+        + "New,Name,New Co,DUP@example.com,,,,\n"
+        + good_rows(5),
+    )
+    outcome = run(bucket, db_url, path)
+    assert (outcome.inserted, outcome.duplicates, outcome.rejected) == (7, 1, 0)
+    assert leads(db_url)["dup@example.com"].company == "New Co"
+    [dup] = rejects(bucket["processed"] / "dups.csv.rejects.csv")
+    assert dup["line"] == "2" and dup["kind"] == "duplicate" and "same email as line 4" in dup["reason"]
+
+
+def test_existing_lead_is_updated_contact_and_converted_lead_are_reported(db_url, bucket):
+    with session_scope(db_url) as session:
+        session.add(
+            Lead(
+                first_name="Was",
+                last_name="Here",
+                company="Old",
+                email="lead@example.com",
+                phone="+15550000000",
+                status="Working",
+                lead_source="Web",
+            )
+        )
+        session.add(
+            Lead(first_name="Con", last_name="Verted", company="C", email="conv@example.com", status="Converted")
+        )
+        session.add(Contact(first_name="Is", last_name="Contact", email="Contact@Example.com"))
+    path = drop(
+        bucket,
+        "mixed.csv",
+        HEADER
+        + "Now,Updated,New Co,lead@example.com,,,,\n"
+        + "Try,Again,X,conv@example.com,,,,\n"
+        + "Not,ALead,Y,contact@example.com,,,,\n"
+        + "Brand,New,Z,new@example.com,,,,\n",
+    )
+    outcome = run(bucket, db_url, path)
+
+    assert (outcome.rows_read, outcome.inserted, outcome.updated, outcome.duplicates, outcome.rejected) == (
+        4,
+        1,
+        1,
+        0,
+        2,
+    )
+    rows = leads(db_url)
+    updated = rows["lead@example.com"]
+    # Given cells overwrite; absent cells (phone, source, status) keep the CRM's values.
+    assert (updated.first_name, updated.company, updated.phone, updated.status, updated.lead_source) == (
+        "Now",
+        "New Co",
+        "+15550000000",
+        "Working",
+        "Web",
+    )
+    assert rows["conv@example.com"].first_name == "Con" and "contact@example.com" not in rows
+    reasons = {r["line"]: r["reason"] for r in rejects(bucket["processed"] / "mixed.csv.rejects.csv")}
+    assert "converted Lead" in reasons["3"] and "Contact" in reasons["4"]
+
+
+def test_file_failing_the_quality_suite_loads_nothing(db_url, bucket):
+    path = drop(bucket, "junk.csv", HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\n" + good_rows(1))
+    outcome = run(bucket, db_url, path)
+
+    assert outcome.status == "failed" and "quality checks" in outcome.error and "EmailValid" in outcome.error
+    assert leads(db_url) == {}
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(ImportIssue)) == 0
+        ledger = session.get(ImportFile, outcome.file_id)
+        assert (ledger.status, ledger.rows_read, ledger.rejected) == ("failed", 3, 2)
+    assert (bucket["failed"] / "junk.csv").exists() and not path.exists()
+    html = (bucket["failed"] / "junk.csv.report.html").read_text()
+    assert "FAILED" in html and "expect_column_mean_to_be_between" in html
+    assert len(rejects(bucket["failed"] / "junk.csv.rejects.csv")) == 2
+
+
+def test_thresholds_come_from_the_suite_file(db_url, bucket):
+    suite = importer.load_suite()
+    for spec in suite["expectations"]:
+        if spec["kwargs"].get("column") == "EmailValid":
+            spec["kwargs"]["min_value"] = 0.3
+    path = drop(bucket, "junk.csv", HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\n" + good_rows(1))
+    assert run(bucket, db_url, path, suite=suite).status == "imported"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "the file is empty"),
+        (HEADER, "header row but no leads"),
+        ("First Name,Last Name,Company,Email,E-mail\nA,B,C,d@example.com,e@example.com\n", "duplicate column names"),
+        ("First Name,Last Name,Company\nA,B,C\n", "missing required column(s): Email"),
+        (b"PK\x03\x04binary", "ZIP archive"),
+        (b"First,Last\n\x00\x00\x00", "binary"),
+    ],
+)
+def test_files_that_cannot_be_read_go_to_failed_with_a_report(db_url, bucket, content, message):
+    path = drop(bucket, "bad.csv", content)
+    outcome = run(bucket, db_url, path)
+    assert outcome.status == "failed" and message in outcome.error
+    assert (bucket["failed"] / "bad.csv").exists() and not path.exists()
+    report = json.loads((bucket["failed"] / "bad.csv.report.json").read_text())
+    assert report["status"] == "failed" and message in report["error"]
+    with session_scope(db_url) as session:
+        assert session.get(ImportFile, outcome.file_id).status == "failed"
+        assert session.scalar(select(func.count()).select_from(Lead)) == 0
+
+
+def test_same_content_is_not_imported_twice_under_any_name(db_url, bucket):
+    content = HEADER + good_rows(3)
+    first = run(bucket, db_url, drop(bucket, "monday.csv", content))
+    second = run(bucket, db_url, drop(bucket, "monday (1).csv", content))
+    assert first.status == "imported" and second.status == "duplicate"
+    assert "already imported from 'monday.csv'" in second.error and first.file_id in second.error
+    assert len(leads(db_url)) == 3
+    assert (bucket["failed"] / "monday (1).csv.report.html").exists()
+    # The very same file dropped again under its old name: also a duplicate, the archive untouched.
+    again = run(bucket, db_url, drop(bucket, "monday.csv", content))
+    assert again.status == "duplicate" and again.file_id != first.file_id
+    assert (bucket["failed"] / "monday.csv").exists() and (bucket["processed"] / "monday.csv").exists()
+    # A different file with the same name is kept apart, not overwritten.
+    third = run(bucket, db_url, drop(bucket, "monday.csv", HEADER + good_rows(2, start=10)))
+    assert third.status == "imported" and Path(third.archived_path).name == f"monday.{third.file_id[:8]}.csv"
+    with session_scope(db_url) as session:
+        events = session.scalars(select(OutboxEvent).where(OutboxEvent.event_type == "lead.imported")).all()
+        assert sorted(e.payload["data"]["file_name"] for e in events) == ["monday.csv", "monday.csv"]
+        assert {e.id for e in events} == {importer.event_id_for(first.sha256), importer.event_id_for(third.sha256)}
+
+
+def test_ledger_holds_counts_and_timestamps(db_url, bucket):
+    outcome = run(bucket, db_url, drop(bucket, "ok.csv", HEADER + good_rows(5)))
+    with session_scope(db_url) as session:
+        row = session.get(ImportFile, outcome.file_id)
+        assert (row.status, row.rows_read, row.inserted, row.encoding, row.delimiter) == (
+            "imported",
+            5,
+            5,
+            "utf-8",
+            ",",
+        )
+        assert row.size == len(HEADER + good_rows(5)) and len(row.sha256) == 64
+        assert row.started_at <= row.finished_at and row.report_path.endswith("ok.csv.report.html")
+
+
+def test_rejects_file_neutralizes_formulas(db_url, bucket):
+    path = drop(bucket, "evil.csv", HEADER + '=1+1,@SUM(A1),-2,"=HYPERLINK(""http://x"")",,,,\n' + good_rows(4))
+    run(bucket, db_url, path)
+    [row] = rejects(bucket["processed"] / "evil.csv.rejects.csv")
+    assert (row["First Name"], row["Last Name"], row["Company"]) == ("'=1+1", "'@SUM(A1)", "'-2")
+    assert row["Email"].startswith("'=HYPERLINK")
+    assert [neutralize(v) for v in ("+1", "\tx", "\rx", "ok", None)] == ["'+1", "'\tx", "'\rx", "ok", ""]
+
+
+def test_accounting_mismatch_fails_loudly_and_loads_nothing(db_url, bucket, monkeypatch):
+    real_merge = loader.merge
+
+    def lossy_merge(conn, file_id, now, **kwargs):
+        counts = real_merge(conn, file_id, now, **kwargs)
+        counts.inserted -= 1  # as if a row had vanished
+        return counts
+
+    monkeypatch.setattr(loader, "merge", lossy_merge)
+    path = drop(bucket, "count.csv", HEADER + good_rows(3))
+    with pytest.raises(AccountingError, match=r"rows read 3 != inserted 2 \+ updated 0"):
+        run(bucket, db_url, path)
+    assert leads(db_url) == {} and path.exists()
+    with session_scope(db_url) as session:
+        row = session.scalar(select(ImportFile))
+        assert row.status == "failed" and "rows read 3" in row.error
+    monkeypatch.setattr(loader, "merge", real_merge)
+    assert run(bucket, db_url, path).inserted == 3  # the retry reuses the ledger row
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(ImportFile)) == 1

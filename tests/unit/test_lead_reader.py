@@ -1,0 +1,199 @@
+"""Reading lead files: encodings, delimiters, line endings, quoting, headers, ragged rows."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+
+from hotcrm.leads.reader import (
+    FileRejected,
+    Mapping,
+    detect_delimiter,
+    iter_records,
+    map_header,
+    normalize_header,
+    open_text,
+    read_header,
+    spool,
+)
+
+HEADER = ["First Name", "Last Name", "Company", "Email"]
+
+
+def parse(tmp_path, data: bytes):
+    """Spool ``data`` and parse it as the importer does: (encoding, delimiter, header, records)."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(data)
+    spooled = spool(src, tmp_path / "spool")
+    with open_text(spooled.path, spooled.encoding) as text:
+        delimiter = detect_delimiter(text.read(65536))
+        text.seek(0)
+        header, lines, reader = read_header(text, delimiter)
+        records = list(iter_records(lines, reader, len(header)))
+    return spooled.encoding, delimiter, header, records
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_delimiters_and_line_endings(tmp_path, delimiter, newline):
+    rows = [
+        HEADER,
+        ["Ada", "Lovelace", "Engines", "ada@example.com"],
+        ["Alan", "Turing", "Bletchley", "alan@example.com"],
+    ]
+    data = newline.join(delimiter.join(r) for r in rows) + newline
+    encoding, found, header, records = parse(tmp_path, data.encode())
+    assert (encoding, found, header) == ("utf-8", delimiter, HEADER)
+    assert [(r.line, r.cells, r.error) for r in records] == [
+        (2, rows[1], None),
+        (3, rows[2], None),
+    ]
+
+
+def test_quoted_fields_with_delimiters_quotes_and_newlines(tmp_path):
+    data = (
+        'First Name,Last Name,Company,Email\r\n"Ada","Love, lace","Engines ""Inc""\r\nLondon",ada@example.com\r\n'
+        "Alan,Turing,Bletchley,alan@example.com\r\n"
+    )
+    _, delimiter, _, records = parse(tmp_path, data.encode())
+    assert delimiter == ","
+    assert records[0].cells == ["Ada", "Love, lace", 'Engines "Inc"\r\nLondon', "ada@example.com"]
+    assert records[0].line == 2 and records[1].line == 4 and records[1].error is None
+
+
+def test_semicolon_file_whose_cells_contain_commas_is_detected_as_semicolon(tmp_path):
+    data = "Email;Company;First Name;Last Name\nada@example.com;Engines, Ltd;Ada;Lovelace\nb@example.com;A, B, C;B;C\n"
+    assert parse(tmp_path, data.encode())[1] == ";"
+
+
+def test_utf8_bom_is_recognized_and_stripped(tmp_path):
+    data = codecs.BOM_UTF8 + "First Name,Last Name,Company,Email\nZoë,Brontë,Café,zoe@example.com\n".encode()
+    encoding, _, header, records = parse(tmp_path, data)
+    assert encoding == "utf-8-sig" and header[0] == "First Name"
+    assert records[0].cells[:3] == ["Zoë", "Brontë", "Café"]
+
+
+def test_windows_1252_fallback(tmp_path):
+    data = "First Name,Last Name,Company,Email\nFrançois,Müller,Café “Noir”,f@example.com\n".encode("cp1252")
+    encoding, _, _, records = parse(tmp_path, data)
+    assert encoding == "cp1252"
+    assert records[0].cells[:3] == ["François", "Müller", "Café “Noir”"]
+
+
+def test_latin1_fallback_when_not_even_cp1252(tmp_path):
+    # 0x81 is undefined in Windows-1252; Latin-1 reads every byte.
+    data = b"First Name,Last Name,Company,Email\nA\x81,B\xe9,C,a@example.com\n"
+    encoding, _, _, records = parse(tmp_path, data)
+    assert encoding == "latin-1" and records[0].cells[1] == "Bé"
+
+
+def test_ragged_rows_are_rejected_with_their_line_and_the_rest_goes_on(tmp_path):
+    data = "First Name,Last Name,Company,Email\nA,B,C\nA,B,C,d@example.com,extra\nE,F,G,h@example.com\n"
+    records = parse(tmp_path, data.encode())[3]
+    assert [(r.line, r.error) for r in records] == [
+        (2, "has 3 fields; the header has 4"),
+        (3, "has 5 fields; the header has 4"),
+        (4, None),
+    ]
+
+
+def test_unbalanced_quote_rejects_only_its_line(tmp_path):
+    data = 'First Name,Last Name,Company,Email\nA,"B,C,a@example.com\nD,E,F,d@example.com\nG,H,I,g@example.com\n'
+    records = parse(tmp_path, data.encode())[3]
+    assert records[0].line == 2 and "unbalanced quote" in records[0].error
+    assert [(r.line, r.cells, r.error) for r in records[1:]] == [
+        (3, ["D", "E", "F", "d@example.com"], None),
+        (4, ["G", "H", "I", "g@example.com"], None),
+    ]
+
+
+def test_blank_lines_are_skipped(tmp_path):
+    data = "\n\nFirst Name,Last Name,Company,Email\n\nA,B,C,a@example.com\n\n"
+    _, _, header, records = parse(tmp_path, data.encode())
+    assert header == HEADER and [r.line for r in records] == [5]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"\n\n  \n", "empty"),
+        (b"PK\x03\x04\x14\x00rest-of-a-zip", "ZIP archive"),
+        (b"%PDF-1.7\n...", "PDF"),
+        ("First Name,Email\n".encode("utf-16"), "binary"),
+        (b"a,b\n\x00\x01\x02", "NUL byte at byte 4"),
+    ],
+)
+def test_files_that_are_not_text_or_are_empty(tmp_path, data, message):
+    with pytest.raises(FileRejected, match=message):
+        parse(tmp_path, data)
+
+
+def test_spool_hashes_and_measures(tmp_path):
+    import hashlib
+
+    data = b"First Name,Last Name,Company,Email\n" * 50_000
+    src = tmp_path / "big.csv"
+    src.write_bytes(data)
+    spooled = spool(src, tmp_path / "copy")
+    assert spooled.size == len(data) and spooled.sha256 == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "copy").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "header, field",
+    [
+        ("First Name", "FirstName"),
+        ("first_name", "FirstName"),
+        ("FirstName", "FirstName"),
+        (" FIRST-NAME ", "FirstName"),
+        ("E-mail", "Email"),
+        ("Email 1", "Email"),
+        ("Email Address", "Email"),
+        ("Phone 1", "Phone"),
+        ("Mobile", "Phone"),
+        ("Account Name", "Company"),
+        ("Organization", "Company"),
+        ("Surname", "LastName"),
+    ],
+)
+def test_usual_export_headers_map_to_lead_fields(header, field):
+    others = {"FirstName": "First Name", "LastName": "Last Name", "Company": "Company", "Email": "Email"}
+    others.pop(field, None)
+    mapped = map_header([header, *others.values()], Mapping.load())
+    assert mapped.columns[field] == 0
+
+
+def test_unknown_columns_are_listed_not_fatal():
+    mapped = map_header([*HEADER, "Favourite Colour", ""], Mapping.load())
+    assert mapped.unknown == ["Favourite Colour"]
+
+
+def test_two_columns_for_one_field_the_better_alias_wins():
+    mapped = map_header([*HEADER, "Mobile", "Phone"], Mapping.load())
+    assert mapped.columns["Phone"] == 5 and mapped.unused == ["Mobile"]
+
+
+def test_duplicate_header_names_end_the_file():
+    with pytest.raises(FileRejected, match=r"column 4 'Email' and column 5 'E-mail' are the same header"):
+        map_header([*HEADER, "E-mail"], Mapping.load())
+
+
+def test_missing_required_column_names_it_and_the_fix():
+    with pytest.raises(FileRejected, match=r"missing required column\(s\): Email .*lead_mapping.json"):
+        map_header(["First Name", "Last Name", "Company", "Phone"], Mapping.load())
+
+
+def test_normalize_header():
+    assert normalize_header("  E-mail Address ") == "emailaddress"
+
+
+def test_a_bad_mapping_file_names_the_file_and_entry(tmp_path):
+    path = tmp_path / "mapping.json"
+    path.write_text('{"fields": {"Nickname": ["Nick"]}, "required": []}')
+    with pytest.raises(ValueError, match=r"mapping.json: unknown Lead fields \['Nickname'\]"):
+        Mapping.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="mapping.json: cannot read the lead mapping"):
+        Mapping.load(path)
