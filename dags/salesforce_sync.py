@@ -1,0 +1,92 @@
+"""Nightly, incremental, idempotent upserts of HotCRM Accounts and Contacts into Salesforce."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+DAG_ID = "salesforce_sync"
+
+DOC_MD = """
+### Salesforce sync
+
+Every night, Accounts and then Contacts whose mapped fields changed since Salesforce last
+acknowledged them (or that never synced, or failed last time) are **upserted** into Salesforce
+on the external-id field `HotCRM_Id__c` (see `include/config/salesforce_mapping.json`): a
+re-run never creates duplicates. Fewer records than the bulk threshold go through sObject
+Collections (200 a call), more through a Bulk API 2.0 ingest job.
+
+Each record's result is written back with its bookkeeping in one transaction: `SalesforceId`
+and `LastSyncDate` on success, Salesforce's error code and message on failure (table
+`salesforce_sync_state`; failed records are sent again next run). The run's counts land in
+`salesforce_sync_runs` and in this task's return value. When API usage passes the
+connection's `api_budget_share` of the daily limit the run stops sending and ends *partial*.
+
+Params: `objects`, `dry_run` (select and map, send nothing), `full` (ignore change
+detection), `limit` (records per object), `transport` (`auto`, `collections`, `bulk`).
+Connection: `salesforce_default` (see the README's "Salesforce sync" section).
+"""
+
+SCHEDULE = CronTriggerTimetable(
+    os.environ.get("HOTCRM_SALESFORCE_SYNC_CRON", "30 2 * * *"),
+    timezone=os.environ.get("HOTCRM_SALESFORCE_SYNC_TIMEZONE", "UTC"),
+)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=SCHEDULE,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC_MD,
+    tags=["hotcrm", "salesforce", "sync"],
+    default_args={
+        "owner": "crm-integrations",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "objects": Param(["Account", "Contact"], type="array", items={"enum": ["Account", "Contact"]}),
+        "dry_run": Param(False, type="boolean", description="select and map, send nothing"),
+        "full": Param(False, type="boolean", description="ignore change detection: send every record"),
+        "limit": Param(None, type=["null", "integer"], minimum=0, description="records per object, at most"),
+        "transport": Param("auto", enum=["auto", "collections", "bulk"]),
+    },
+)
+def salesforce_sync():
+    @task(execution_timeout=timedelta(hours=3))
+    def sync() -> dict:
+        """Select changed records, upsert them, write results back; returns the run's summary."""
+        import logging
+
+        from hotcrm.airflow.hooks import HotCrmDatabaseHook
+        from hotcrm.airflow.salesforce import HotCrmSalesforceHook
+        from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, SyncOptions, run_sync
+
+        context = get_current_context()
+        params = context["params"]
+        options = SyncOptions(
+            objects=tuple(params.get("objects") or ("Account", "Contact")),
+            dry_run=bool(params.get("dry_run")),
+            full=bool(params.get("full")),
+            limit=params.get("limit"),
+            transport=params.get("transport") or "auto",
+            bulk_threshold=int(os.environ.get("HOTCRM_SALESFORCE_BULK_THRESHOLD", DEFAULT_BULK_THRESHOLD)),
+            run_id=context["run_id"],
+        )
+        client = None if options.dry_run else HotCrmSalesforceHook().get_client()
+        summary = run_sync(HotCrmDatabaseHook().get_database_url(), client, options)
+        log = logging.getLogger("hotcrm.salesforce_sync")
+        (log.warning if summary["outcome"] == "partial" else log.info)(
+            "Salesforce sync %s: %s", summary["outcome"], summary["message"]
+        )
+        return summary
+
+    sync()
+
+
+salesforce_sync()

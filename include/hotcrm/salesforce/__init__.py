@@ -1,0 +1,1 @@
+"""Salesforce sync: mapping, change detection, the REST client and the sync engine (no Airflow)."""

@@ -1,0 +1,56 @@
+"""The salesforce_sync DAG run whole with dag.test(): first night creates, second sends nothing."""
+
+from __future__ import annotations
+
+from hotcrm.airflow.runner import run_dag
+from hotcrm.crm import seed
+from hotcrm.salesforce.sync import sync_history
+from tests.conftest import DAGS_FOLDER
+from tests.fakes.salesforce import server as emulator_server
+
+# the emulator's fixtures (assigned, not imported: an import would trip F811 on each test)
+salesforce_connection = emulator_server.salesforce_connection
+salesforce_emulator = emulator_server.salesforce_emulator
+
+
+def test_nightly_sync_then_resync_then_dry_run(airflow_db, hotcrm_env, salesforce_connection):
+    sf = salesforce_connection
+    db_url = hotcrm_env["database_url"]
+    seed.load_seed(db_url)
+
+    first = run_dag("salesforce_sync", DAGS_FOLDER)
+    assert first.succeeded, first
+    summary = first.returns["sync"]
+    assert summary["outcome"] == "success"
+    assert summary["totals"]["created"] == 24 and summary["run_id"] == first.run_id
+    assert len(sf.find("Account")) == 12 and len(sf.find("Contact")) == 12
+
+    calls = sf.api_calls
+    second = run_dag("salesforce_sync", DAGS_FOLDER)
+    assert second.succeeded
+    assert second.returns["sync"]["totals"]["unchanged"] == 24
+    assert second.returns["sync"]["totals"]["api_calls"] == 0 and sf.api_calls == calls
+
+    dry = run_dag("salesforce_sync", DAGS_FOLDER, conf={"dry_run": True, "full": True, "objects": ["Account"]})
+    assert dry.succeeded
+    assert dry.returns["sync"]["outcome"] == "dry_run"
+    assert dry.returns["sync"]["objects"]["Account"]["updated"] == 12
+    assert sf.api_calls == calls
+    assert {h["run_id"] for h in sync_history(db_url)} == {first.run_id, second.run_id, dry.run_id}
+
+
+def test_the_demo_step(airflow_db, hotcrm_env, monkeypatch):
+    from pathlib import Path
+
+    from hotcrm.demo import DemoContext
+    from hotcrm.salesforce import demo
+
+    monkeypatch.delenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", raising=False)
+    seed.load_seed(hotcrm_env["database_url"])
+    ctx = DemoContext(hotcrm_env["database_url"], hotcrm_env["bucket_url"], Path("."), DAGS_FOLDER)
+    lines = demo.run(ctx)
+    text = "\n".join(lines)
+    assert "sync: success, created 24" in text
+    assert "re-sync: success, created 0, updated 0, unchanged 24, failed 0, 0 API calls" in text
+    assert "12 Accounts and 12 Contacts" in text
+    assert sum(" success " in line for line in lines) == 4  # the history: two runs, two objects each
