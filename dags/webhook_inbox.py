@@ -1,0 +1,110 @@
+"""Apply verified inbound webhooks from the inbox to the CRM, exactly once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+DAG_ID = "webhook_inbox"
+
+DOC_MD = """
+### Webhook inbox
+
+The receiver (`POST /hotcrm/webhooks/{source}`, in the API server or under uvicorn) verifies
+each delivery's signature and stores it in the `webhook_inbox` table of the CRM database.
+This DAG applies the stored events to the CRM: `payment.succeeded` marks the Payment *Paid*
+(PaidDate, PaidAmount, PaymentMethod), adds an Activity and a `payment.received` outbox event;
+`payment.failed` / `payment.refunded` set the status and add an Activity; other types are kept
+as *ignored*.
+
+**Why every minute, not triggered by each delivery.** A busy provider sends hundreds of
+deliveries a second; one DAG run per delivery (or per asset event) would swamp the scheduler,
+while one run a minute drains everything due in batches. Retries need a clock anyway: a row
+waiting for its backoff (e.g. its Payment is not in the CRM yet) must be picked up again
+without a new delivery. `max_active_runs=1` keeps runs from piling up; a run stops after
+`max_seconds` so the next one starts on time.
+
+**Exactly once.** Rows are claimed in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL, an
+atomic `UPDATE ... RETURNING` claim under SQLite's write lock), by `workers` mapped tasks at
+once; each event's change and its row's status commit together. Errors: attempts + 1 and
+exponential backoff; after `max_attempts` the row is *dead* with its last error (logged
+here). Fix the cause, then requeue: trigger with `requeue_dead` (and optionally
+`requeue_source`), or run `python -m hotcrm webhooks requeue`.
+
+**Result.** The `summarize` task returns the counts (processed, ignored, retried,
+dead_lettered, stale) and the dead letters of the run.
+"""
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule="* * * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=10),
+    doc_md=DOC_MD,
+    tags=["hotcrm", "webhooks", "payments"],
+    default_args={"owner": "payments-integration", "retries": 2, "retry_delay": timedelta(seconds=20)},
+    params={
+        "batch_size": Param(200, type="integer", minimum=1, maximum=5000, description="rows claimed per batch"),
+        "workers": Param(2, type="integer", minimum=1, maximum=16, description="mapped tasks claiming at once"),
+        "max_attempts": Param(5, type="integer", minimum=1, description="attempts before a row is dead-lettered"),
+        "backoff_seconds": Param(30, type="number", minimum=0, description="first retry delay, doubled each time"),
+        "max_seconds": Param(50, type="number", minimum=1, description="time budget of one worker in a run"),
+        "requeue_dead": Param(False, type="boolean", description="put dead letters back to pending first"),
+        "requeue_source": Param("", type="string", description="only this source's dead letters (empty: all)"),
+    },
+)
+def webhook_inbox():
+    @task
+    def requeue_dead_letters(params=None) -> dict:
+        """Requeue dead letters when asked to (after the cause is fixed); otherwise nothing."""
+        if not params["requeue_dead"]:
+            return {"requeued": 0}
+        from hotcrm.airflow.webhooks import inbox_database_url
+        from hotcrm.webhooks.inbox import requeue
+
+        count = requeue(inbox_database_url(), source=params["requeue_source"] or None)
+        print(f"Requeued {count} dead letters")
+        return {"requeued": count}
+
+    @task
+    def plan_workers(params=None) -> list[int]:
+        """One entry per parallel worker."""
+        return list(range(int(params["workers"])))
+
+    @task(max_active_tis_per_dagrun=16)
+    def process_inbox(worker: int, params=None) -> dict:
+        """Claim due inbox rows in batches and apply them; returns this worker's counts."""
+        from hotcrm.airflow.webhooks import inbox_database_url
+        from hotcrm.webhooks.processing import default_worker_name, process_inbox
+
+        result = process_inbox(
+            inbox_database_url(),
+            worker=f"{default_worker_name()}#{worker}",
+            batch_size=int(params["batch_size"]),
+            max_attempts=int(params["max_attempts"]),
+            backoff_seconds=float(params["backoff_seconds"]),
+            max_seconds=float(params["max_seconds"]),
+        )
+        return result.as_dict()
+
+    @task
+    def summarize(results: list[dict], requeued: dict) -> dict:
+        """The run's counts across workers, and its dead letters."""
+        keys = ("processed", "ignored", "retried", "dead_lettered", "stale")
+        summary = {key: sum(r[key] for r in results) for key in keys}
+        summary["requeued"] = requeued["requeued"]
+        summary["dead_letters"] = [letter for r in results for letter in r["dead_letters"]]
+        print("Webhook inbox: " + ", ".join(f"{k} {summary[k]}" for k in (*keys, "requeued")))
+        return summary
+
+    requeued = requeue_dead_letters()
+    workers = plan_workers()
+    requeued >> workers
+    summarize(process_inbox.expand(worker=workers), requeued)
+
+
+webhook_inbox()

@@ -1,0 +1,194 @@
+"""A webhook source's settings, and where they come from (a pluggable :data:`SourceRegistry`).
+
+A source ``payment`` is configured by the Airflow connection ``hotcrm_webhook_payment``. The
+default registry reads it from the environment variable ``AIRFLOW_CONN_HOTCRM_WEBHOOK_PAYMENT``
+in the format of Airflow's environment secrets backend, so the same variable *is* the
+Airflow connection on the DAG side::
+
+    {"conn_type": "generic",
+     "password": "<secret> [<older secret> ...]",
+     "extra": {"scheme": "standard-webhooks", "tolerance_seconds": 300,
+               "event_id_path": "id", "event_type_path": "type", "event_time_path": "created",
+               "max_body_bytes": 262144, "header": "X-Payment-Signature",
+               "secrets": ["<more secrets, for rotation>"]}}
+
+The URI form (``generic://:<secret>@/?scheme=stripe``) works too. The HTTP app takes any
+callable ``source -> SourceConfig | None``; the Airflow plugin passes one that asks Airflow's
+connection lookup (:func:`hotcrm.airflow.webhooks.airflow_source_registry`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from hotcrm.webhooks.signatures import DEFAULT_HMAC_HEADER, DEFAULT_TOLERANCE_SECONDS, SCHEMES, STANDARD_WEBHOOKS
+
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+CONN_ID_PREFIX = "hotcrm_webhook_"
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+
+class SourceConfigError(ValueError):
+    """A webhook source's connection that cannot be used (names the connection and the fix)."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How deliveries from one source are verified and read."""
+
+    source: str
+    scheme: str
+    secrets: tuple[str, ...] = field(repr=False)
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    header: str = DEFAULT_HMAC_HEADER
+    # "header:<name>" reads a header; anything else is a dotted path into the JSON body.
+    event_id_path: str = "id"
+    event_type_path: str = "type"
+    event_time_path: str = "created"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"SourceConfig(source={self.source!r}, scheme={self.scheme!r}, secrets=<{len(self.secrets)} hidden>)"
+
+
+SourceRegistry = Callable[[str], "SourceConfig | None"]
+"""A source name -> its config, or ``None`` when the source is unknown."""
+
+
+def conn_id(source: str) -> str:
+    """The Airflow connection id of a source (``payment`` -> ``hotcrm_webhook_payment``)."""
+    return CONN_ID_PREFIX + source
+
+
+def env_var(source: str) -> str:
+    """The environment variable holding a source's connection."""
+    return "AIRFLOW_CONN_" + conn_id(source).upper()
+
+
+def _split_secrets(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if str(v)]
+    raise TypeError
+
+
+def config_from_connection(
+    source: str, password: str | None, extra: Mapping[str, Any] | None, *, where: str | None = None
+) -> SourceConfig:
+    """Build a source's config from a connection's password (secrets, whitespace-separated)
+    and extra. Raises :class:`SourceConfigError` naming the connection and the field."""
+    where = where or f"connection {conn_id(source)!r}"
+    extra = dict(extra or {})
+    scheme = str(extra.get("scheme") or "hmac-sha256").lower()
+    if scheme not in SCHEMES:
+        raise SourceConfigError(f"{where}: extra.scheme {scheme!r} is not supported; use one of {', '.join(SCHEMES)}")
+    try:
+        secrets = _split_secrets(password) + _split_secrets(extra.get("secrets"))
+    except TypeError:
+        raise SourceConfigError(f"{where}: extra.secrets must be a list of strings") from None
+    if not secrets:
+        raise SourceConfigError(f"{where}: no secret; put it in the password (or a list in extra.secrets)")
+    if scheme == STANDARD_WEBHOOKS:
+        from hotcrm.webhooks.signatures import standard_webhooks_key
+
+        for index, secret in enumerate(secrets, 1):
+            try:
+                standard_webhooks_key(secret)
+            except ValueError as exc:
+                raise SourceConfigError(f"{where}: secret #{index}: {exc}") from None
+    ints = {}
+    for name, default in (("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS), ("max_body_bytes", DEFAULT_MAX_BODY_BYTES)):
+        try:
+            ints[name] = int(extra.get(name, default))
+        except (TypeError, ValueError):
+            raise SourceConfigError(f"{where}: extra.{name} must be an integer, got {extra.get(name)!r}") from None
+        if ints[name] <= 0:
+            raise SourceConfigError(f"{where}: extra.{name} must be positive")
+    default_id_path = "header:webhook-id" if scheme == STANDARD_WEBHOOKS else "id"
+    return SourceConfig(
+        source=source,
+        scheme=scheme,
+        secrets=tuple(dict.fromkeys(secrets)),
+        tolerance_seconds=ints["tolerance_seconds"],
+        header=str(extra.get("header") or DEFAULT_HMAC_HEADER),
+        event_id_path=str(extra.get("event_id_path") or default_id_path),
+        event_type_path=str(extra.get("event_type_path") or "type"),
+        event_time_path=str(extra.get("event_time_path") or "created"),
+        max_body_bytes=ints["max_body_bytes"],
+    )
+
+
+def parse_connection_value(source: str, value: str) -> SourceConfig:
+    """A source's config from an ``AIRFLOW_CONN_...`` value (JSON or URI form)."""
+    where = f"environment variable {env_var(source)}"
+    value = value.strip()
+    if value.startswith("{"):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise SourceConfigError(f"{where}: not valid JSON ({exc.msg} at character {exc.pos})") from None
+        extra = data.get("extra") or {}
+        if isinstance(extra, str):
+            try:
+                extra = json.loads(extra)
+            except json.JSONDecodeError:
+                raise SourceConfigError(f"{where}: extra must be a JSON object") from None
+        return config_from_connection(source, data.get("password"), extra, where=where)
+    parts = urlsplit(value)
+    extra = dict(parse_qsl(parts.query))
+    if "secrets" in extra:
+        extra["secrets"] = extra["secrets"].split()
+    return config_from_connection(source, unquote(parts.password) if parts.password else None, extra, where=where)
+
+
+_env_cache: dict[tuple[str, str], SourceConfig] = {}
+
+
+def env_source_registry(source: str) -> SourceConfig | None:
+    """The default registry: the source's ``AIRFLOW_CONN_HOTCRM_WEBHOOK_<SOURCE>`` variable.
+
+    Read on every call (a cheap lookup, parsed once per distinct value), so rotating a secret
+    takes effect on the next delivery."""
+    if not SOURCE_NAME.match(source):
+        return None
+    value = os.environ.get(env_var(source))
+    if not value:
+        return None
+    key = (source, value)
+    config = _env_cache.get(key)
+    if config is None:
+        config = parse_connection_value(source, value)
+        if len(_env_cache) > 256:
+            _env_cache.clear()
+        _env_cache[key] = config
+    return config
+
+
+def connection_json(config_or_scheme: str, secrets: list[str] | str, **extra: Any) -> str:
+    """The ``AIRFLOW_CONN_HOTCRM_WEBHOOK_<SOURCE>`` value for a scheme and secrets (demo, tests)."""
+    secrets = [secrets] if isinstance(secrets, str) else secrets
+    return json.dumps(
+        {"conn_type": "generic", "password": " ".join(secrets), "extra": {"scheme": config_or_scheme, **extra}}
+    )
+
+
+def extract(payload: Any, path: str, headers: Mapping[str, str]) -> Any:
+    """The value at ``path``: ``header:<name>`` (case-insensitive) or a dotted path in the JSON."""
+    if path.startswith("header:"):
+        name = path[len("header:") :].lower()
+        return next((v for k, v in headers.items() if k.lower() == name), None)
+    value = payload
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
