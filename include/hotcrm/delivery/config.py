@@ -1,0 +1,93 @@
+"""Delivery settings: ``include/config/delivery.json`` plus environment overrides."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hotcrm.settings import CONFIG_DIR
+
+DEFAULT_CONFIG_PATH = CONFIG_DIR / "delivery.json"
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """How deliveries are sent, retried and guarded."""
+
+    timeout_seconds: float = 15.0
+    retry_schedule_seconds: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    jitter_ratio: float = 0.2
+    retry_after_max_seconds: float = 86400
+    batch_size: int = 500
+    concurrency: int = 100
+    lease_seconds: float = 300
+    time_budget_seconds: float = 50
+    allow_private_destinations: tuple[str, ...] = ()
+    operator_emails: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def max_attempts(self) -> int:
+        """The first attempt plus one per entry of the retry schedule."""
+        return 1 + len(self.retry_schedule_seconds)
+
+    def retry_delay(self, failed_attempts: int, rng: random.Random | None = None) -> float | None:
+        """Seconds to wait after the ``failed_attempts``-th failure, with jitter; None when
+        no attempt is left (the delivery is dead-lettered)."""
+        if failed_attempts > len(self.retry_schedule_seconds):
+            return None
+        base = self.retry_schedule_seconds[failed_attempts - 1]
+        # Jitter spreads the retries of a burst of failures so they do not hit the subscriber together.
+        spread = base * self.jitter_ratio
+        return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+def load_config(path: str | Path | None = None) -> DeliveryConfig:
+    """The delivery settings from ``path`` (default: ``HOTCRM_DELIVERY_CONFIG`` or the
+    project's file), with the environment overrides applied."""
+    path = Path(path or os.environ.get("HOTCRM_DELIVERY_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{path}: delivery config file not found; set HOTCRM_DELIVERY_CONFIG to an existing file"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    known = set(DeliveryConfig.__dataclass_fields__)
+    unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    values = {k: v for k, v in raw.items() if k in known}
+    for key in ("retry_schedule_seconds", "allow_private_destinations", "operator_emails"):
+        if key in values:
+            if not isinstance(values[key], list):
+                raise ValueError(f"{path}: {key!r} must be a list, got {values[key]!r}")
+            values[key] = tuple(values[key])
+    extra_allow = os.environ.get("HOTCRM_DELIVERY_ALLOW_PRIVATE", "")
+    if extra_allow.strip():
+        values["allow_private_destinations"] = tuple(values.get("allow_private_destinations", ())) + tuple(
+            item.strip() for item in extra_allow.split(",") if item.strip()
+        )
+    operators = os.environ.get("HOTCRM_OPERATOR_EMAIL", "")
+    if operators.strip():
+        values["operator_emails"] = tuple(item.strip() for item in operators.split(",") if item.strip())
+    config = DeliveryConfig(**values)
+    for entry in config.allow_private_destinations:
+        _check_allow_entry(entry, path)
+    if any(s < 0 for s in config.retry_schedule_seconds):
+        raise ValueError(f"{path}: retry_schedule_seconds must be non-negative numbers")
+    return config
+
+
+def _check_allow_entry(entry: str, path: Path) -> None:
+    if "/" in entry:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ValueError(
+                f"{path}: allow_private_destinations entry {entry!r} is not a valid network ({exc})"
+            ) from exc

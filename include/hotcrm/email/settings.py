@@ -1,0 +1,72 @@
+"""Email settings: ``include/config/email/settings.json`` plus environment overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotcrm.settings import CONFIG_DIR
+
+DEFAULT_SETTINGS_PATH = CONFIG_DIR / "email" / "settings.json"
+CRASHED_SEND_POLICIES = ("hold", "resend")
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """Sender address, quote statuses, link base, locale, retry schedule."""
+
+    from_addr: str = "HotCRM <quotes@hotcrm.example>"
+    message_id_domain: str = "hotcrm.example"
+    quote_base_url: str = "http://localhost:8080/hotcrm/quotes"
+    ready_status: str = "Ready to Send"
+    sent_status: str = "Sent"
+    failed_status: str = "Send Failed"
+    locale: str = "en_US"
+    retry_schedule_seconds: tuple[float, ...] = (30, 120, 600, 1800, 7200)
+    jitter_ratio: float = 0.2
+    lease_seconds: float = 300
+    # What to do with a message found mid-send after a crash when the sender cannot confirm
+    # it by Message-ID: "hold" (default; never risk a duplicate, tell the operators) or "resend".
+    crashed_send_policy: str = "hold"
+
+    def retry_delay(self, failed_attempts: int, rng: random.Random | None = None) -> float | None:
+        """Seconds before the next try after ``failed_attempts`` failures (None: give up)."""
+        if failed_attempts > len(self.retry_schedule_seconds):
+            return None
+        base = self.retry_schedule_seconds[failed_attempts - 1]
+        spread = base * self.jitter_ratio
+        return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+def load_settings(path: str | Path | None = None) -> EmailSettings:
+    """Settings from ``path`` (default ``HOTCRM_EMAIL_CONFIG`` or the project's file), then
+    ``HOTCRM_QUOTE_BASE_URL`` and ``HOTCRM_EMAIL_FROM`` from the environment."""
+    path = Path(path or os.environ.get("HOTCRM_EMAIL_CONFIG") or DEFAULT_SETTINGS_PATH)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{path}: email settings file not found; set HOTCRM_EMAIL_CONFIG to an existing file"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    known = set(EmailSettings.__dataclass_fields__)
+    unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    values = {k: v for k, v in raw.items() if k in known}
+    if "retry_schedule_seconds" in values:
+        values["retry_schedule_seconds"] = tuple(values["retry_schedule_seconds"])
+    if os.environ.get("HOTCRM_QUOTE_BASE_URL"):
+        values["quote_base_url"] = os.environ["HOTCRM_QUOTE_BASE_URL"]
+    if os.environ.get("HOTCRM_EMAIL_FROM"):
+        values["from_addr"] = os.environ["HOTCRM_EMAIL_FROM"]
+    settings = EmailSettings(**values)
+    if settings.crashed_send_policy not in CRASHED_SEND_POLICIES:
+        raise ValueError(
+            f"{path}: crashed_send_policy {settings.crashed_send_policy!r}; use one of {CRASHED_SEND_POLICIES}"
+        )
+    return settings
