@@ -65,4 +65,10 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
         """Liveness of the HTTP app."""
         return {"status": "ok"}
 
+    from hotcrm.webhooks.receiver import router as webhooks_router  # here: the router imports this module
+
+    app.include_router(webhooks_router)
+    from hotcrm.api.routes import router as rest_api_router  # here: the router imports this module
+
+    app.include_router(rest_api_router)
     return app

@@ -1,0 +1,280 @@
+"""Lead creation and conversion for the REST API.
+
+Creation uses the lead form rules of the file import (:mod:`hotcrm.leads.rules`): the same
+normalization and the same duplicate rules. An email that belongs to an open Lead updates
+that Lead (200, ``action: updated``); one that belongs to a converted Lead or a Contact is
+refused with 409 (``LEAD_ALREADY_CONVERTED`` / ``CONTACT_EXISTS``), as the import reports
+those rows instead of loading them.
+
+Conversion is one transaction (Account, Contact, optional Opportunity, the Lead marked
+Converted and a ``lead.converted`` outbox event): any failure leaves nothing behind. The
+Lead row is locked first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
+IMMEDIATE`` already serialises writers), so two concurrent conversions convert it once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotcrm.api.errors import ApiError
+from hotcrm.api.schemas import API_TO_BODY, E164_PATTERN, LEAD_BODY_FIELDS, LeadCreate
+from hotcrm.crm import services
+from hotcrm.crm.db import get_engine, is_postgresql, session_scope
+from hotcrm.crm.events import record_event
+from hotcrm.crm.models import Account, Contact, Lead, Opportunity, api_to_attr, attr_to_api, utcnow
+from hotcrm.leads.rules import match_existing, normalize_lead
+
+API_REQUIRED = ("FirstName", "LastName", "Company")
+_E164 = re.compile(E164_PATTERN)
+MAX_ID_LENGTH = 64
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly value: Decimal -> float, naive datetime -> UTC-aware."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_FIELD_CACHE: dict[type, list[tuple[str, str]]] = {}
+
+
+def record_to_api(record, fields: list[str] | None = None) -> dict[str, Any]:
+    """A CRM record by API names, ready for JSON."""
+    if fields is None:
+        # (API name, attribute) pairs once per model: every response needs them.
+        pairs = _FIELD_CACHE.get(type(record))
+        if pairs is None:
+            pairs = [(attr_to_api(c.key), c.key) for c in type(record).__table__.columns]
+            _FIELD_CACHE[type(record)] = pairs
+    else:
+        pairs = [(name, api_to_attr(name)) for name in fields]
+    return {name: _plain(getattr(record, attr)) for name, attr in pairs}
+
+
+@contextmanager
+def statement_session(url: str) -> Iterator[Session]:
+    """A session whose statements each commit on their own, for single-statement work (the
+    credential check, the rate-limit count, reads by id). On PostgreSQL it is autocommit: the
+    counter row of a busy credential is locked only while its one UPDATE runs, not across
+    round trips, and BEGIN/COMMIT cost no round trips. SQLite keeps a transaction (its
+    writers are serialised anyway)."""
+    if not is_postgresql(url):
+        with session_scope(url) as session:
+            yield session
+        return
+    with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        session = Session(bind=connection)
+        try:
+            yield session
+        finally:
+            session.close()
+
+
+def _text_problem(value: str) -> str | None:
+    # PostgreSQL cannot store NUL, and a lone surrogate is not UTF-8: refuse both as client errors.
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    return None
+
+
+def safe_text(value: str) -> str:
+    """``value`` if it can be sent back as JSON text, else its escaped repr (a client's odd key or value)."""
+    return value if _text_problem(value) is None else ascii(value)
+
+
+def validate_lead_body(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """Validate a lead creation body; returns (clean values by API name, whether LeadSource was given).
+
+    Raises ApiError 400 VALIDATION_ERROR listing every failing field at once: shape and type
+    errors (pydantic) and the lead rules' errors (required, email, phone, lengths).
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "VALIDATION_ERROR", "The request body must be a JSON object")
+    problems: dict[str, str] = {}
+    for key in [k for k in body if _text_problem(k)]:
+        problems[ascii(key)] = "unknown field (its name is not valid text)"
+        del body[key]
+    try:
+        LeadCreate.model_validate(body)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "body"
+            if error["type"] == "extra_forbidden":
+                message = f"unknown field; allowed: {', '.join(LEAD_BODY_FIELDS)}"
+            elif error["type"] == "missing":
+                message = "is required"
+            else:
+                message = error["msg"]
+            problems.setdefault(field, message)
+    for field, value in body.items():
+        if isinstance(value, str) and field not in problems and (problem := _text_problem(value)):
+            problems[field] = problem
+    # The lead rules see only the fields that passed the shape check, so each field is reported once.
+    values = {LEAD_BODY_FIELDS[k]: v for k, v in body.items() if k in LEAD_BODY_FIELDS and k not in problems}
+    required = [f for f in API_REQUIRED if API_TO_BODY[f] not in problems]
+    clean, errors = normalize_lead(values, default_source="API", required=required)
+    for error in errors:
+        problems.setdefault(API_TO_BODY.get(error.field, error.field), error.message)
+    if "Phone" in clean and not _E164.match(clean["Phone"]):
+        problems.setdefault("phone", f"{clean['Phone']!r} does not match {E164_PATTERN}")
+    if problems:
+        order = list(LEAD_BODY_FIELDS)
+        details = [
+            {"field": safe_text(f), "message": safe_text(m)}
+            for f, m in sorted(problems.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99)
+        ]
+        raise ApiError(400, "VALIDATION_ERROR", f"The lead is not valid: {len(details)} field(s) failed", details)
+    return clean, "leadSource" in body and bool(clean.get("LeadSource"))
+
+
+def create_lead(database_url: str, clean: dict[str, Any], source_given: bool) -> tuple[dict[str, Any], str]:
+    """Create the lead, or update the open lead with the same email; returns (lead by API names, action)."""
+    for attempt in range(2):
+        try:
+            return _create_lead_once(database_url, clean, source_given)
+        except IntegrityError:
+            # A concurrent request inserted the same email between our check and our insert:
+            # run again, and this time the email is found and updated.
+            if attempt:
+                raise ApiError(409, "DUPLICATE_LEAD", "A lead with this email is being created right now") from None
+    raise AssertionError("unreachable")
+
+
+def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bool) -> tuple[dict[str, Any], str]:
+    with session_scope(database_url) as session:
+        email = clean.get("Email")
+        match = match_existing(session, [email]).get(email) if email else None
+        if match is not None and match.kind == "contact":
+            raise ApiError(
+                409,
+                "CONTACT_EXISTS",
+                "A contact with this email already exists; the person is already a customer contact",
+                {"field": "email", "contactId": match.record_id},
+            )
+        if match is not None and match.kind == "converted_lead":
+            raise ApiError(
+                409,
+                "LEAD_ALREADY_CONVERTED",
+                "A converted lead has this email; it is not created again",
+                {"field": "email", "leadId": match.record_id},
+            )
+        if match is not None:
+            lead = session.execute(select(Lead).where(Lead.id == match.record_id).with_for_update()).scalar_one()
+            if lead.status == "Converted":  # converted between the match and the lock
+                raise ApiError(409, "LEAD_ALREADY_CONVERTED", "A converted lead has this email", {"leadId": lead.id})
+            changes = {k: v for k, v in clean.items() if k != "Status" and (k != "LeadSource" or source_given)}
+            services.update(session, Lead, lead.id, changes)
+            return record_to_api(lead), "updated"
+        lead = services.create(session, Lead, clean)
+        return record_to_api(lead), "created"
+
+
+def get_lead(database_url: str, lead_id: str) -> dict[str, Any]:
+    """A lead by API names, or ApiError 404 LEAD_NOT_FOUND."""
+    if len(lead_id) > MAX_ID_LENGTH or _text_problem(lead_id):
+        raise _lead_not_found(lead_id)
+    with statement_session(database_url) as session:
+        lead = session.get(Lead, lead_id)
+        if lead is None:
+            raise _lead_not_found(lead_id)
+        return record_to_api(lead)
+
+
+def _lead_not_found(lead_id: str) -> ApiError:
+    shown = lead_id if len(lead_id) <= MAX_ID_LENGTH and not _text_problem(lead_id) else lead_id[:20] + "..."
+    return ApiError(404, "LEAD_NOT_FOUND", f"No lead with id {shown!r}")
+
+
+ACCOUNT_FIELDS = ["Id", "Name", "Industry", "Phone", "Website", "OwnerId"]
+CONTACT_FIELDS = ["Id", "FirstName", "LastName", "Email", "Phone", "AccountId", "OwnerId"]
+OPPORTUNITY_FIELDS = ["Id", "Name", "Stage", "Amount", "AccountId", "ContactId", "OwnerId"]
+
+
+def convert_lead(database_url: str, lead_id: str, *, create_opportunity: bool) -> dict[str, Any]:
+    """Convert a lead in one transaction; returns the created account, contact and opportunity (or None).
+
+    ApiError 404 LEAD_NOT_FOUND, or 400 ALREADY_CONVERTED (also for the loser of two concurrent conversions).
+    """
+    if len(lead_id) > MAX_ID_LENGTH or _text_problem(lead_id):
+        raise _lead_not_found(lead_id)
+    with session_scope(database_url) as session:
+        # FOR UPDATE: a concurrent conversion waits here, then sees Status = Converted.
+        lead = session.execute(select(Lead).where(Lead.id == lead_id).with_for_update()).scalar_one_or_none()
+        if lead is None:
+            raise _lead_not_found(lead_id)
+        if lead.status == "Converted":
+            raise ApiError(
+                400,
+                "ALREADY_CONVERTED",
+                f"Lead {lead_id!r} is already converted",
+                {
+                    "accountId": lead.converted_account_id,
+                    "contactId": lead.converted_contact_id,
+                    "opportunityId": lead.converted_opportunity_id,
+                },
+            )
+        account = services.create(
+            session,
+            Account,
+            {"Name": lead.company, "Industry": lead.industry, "Phone": lead.phone, "Website": lead.website,
+             "OwnerId": lead.owner_id},
+        )  # fmt: skip
+        contact = services.create(
+            session,
+            Contact,
+            {"FirstName": lead.first_name, "LastName": lead.last_name, "Email": lead.email, "Phone": lead.phone,
+             "AccountId": account.id, "OwnerId": lead.owner_id},
+        )  # fmt: skip
+        opportunity = None
+        if create_opportunity:
+            opportunity = services.create(
+                session,
+                Opportunity,
+                {"Name": f"{lead.company} - Opportunity", "Stage": "Prospecting", "Amount": lead.estimated_value,
+                 "AccountId": account.id, "ContactId": contact.id, "OwnerId": lead.owner_id},
+            )  # fmt: skip
+        now = utcnow()
+        lead.status = "Converted"
+        lead.converted_account_id = account.id
+        lead.converted_contact_id = contact.id
+        lead.converted_opportunity_id = opportunity.id if opportunity else None
+        lead.converted_date = now
+        session.flush()
+        record_event(
+            session,
+            "lead.converted",
+            {
+                "leadId": lead.id,
+                "accountId": account.id,
+                "contactId": contact.id,
+                "opportunityId": opportunity.id if opportunity else None,
+                "convertedDate": now.isoformat(),
+            },
+        )
+        return {
+            "account": record_to_api(account, ACCOUNT_FIELDS),
+            "contact": record_to_api(contact, CONTACT_FIELDS),
+            "opportunity": record_to_api(opportunity, OPPORTUNITY_FIELDS) if opportunity else None,
+        }

@@ -1,0 +1,445 @@
+"""The REST API under ``/hotcrm/api/v1``: leads (create, read, convert), import file status,
+OAuth 2.0 client-credentials tokens, and connecting a Salesforce org.
+
+Every protected route goes through :class:`ApiRoute`, which, before FastAPI reads the body,
+authenticates the caller (``X-API-Key`` or ``Authorization: Bearer``), counts the request
+against the credential's rate limit for the route, checks the route's scope, then checks the
+content type (415) and the body size (413). So an unauthenticated client learns nothing
+about the body it sent, and every request of a credential counts. Errors are
+``{"error", "code", "details"?}`` with ``RateLimit-*`` headers where a limit applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from fastapi import APIRouter, Body, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, OAuth2
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from hotcrm.api import auth, ratelimit, salesforce_oauth
+from hotcrm.api import leads as lead_service
+from hotcrm.api.app import database_url, error_response
+from hotcrm.api.config import RateLimit, get_settings
+from hotcrm.api.errors import ApiError
+from hotcrm.api.leads import statement_session
+from hotcrm.api.schemas import (
+    ConvertRequest,
+    ConvertResponse,
+    ErrorBody,
+    ImportResponse,
+    LeadCreate,
+    LeadResponse,
+    SalesforceConnected,
+    TokenResponse,
+)
+from hotcrm.crm.db import session_scope
+
+PROTECTION_ATTR = "__hotcrm_protection__"
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What a route needs: a scope (None: no credential), its rate-limit name, the body it takes."""
+
+    route: str
+    scope: str | None
+    body: str | None = None  # "json", "form" or None
+    default_limit: RateLimit | None = None
+
+
+def protected(route: str, scope: str | None, *, body: str | None = None, limit: RateLimit | None = None):
+    """Mark an endpoint with the credential scope and rate-limit route name it needs."""
+
+    def mark(endpoint: Callable) -> Callable:
+        setattr(endpoint, PROTECTION_ATTR, Protection(route, scope, body, limit))
+        return endpoint
+
+    return mark
+
+
+def _authorize(request: Request, protection: Protection) -> tuple[auth.Principal | None, dict[str, str]]:
+    """Authenticate, rate-limit and scope-check a request (runs in a worker thread: it hits the database)."""
+    if protection.scope is None:
+        return None, {}
+    settings = get_settings(request.app)
+    url = database_url(request)
+    limit = settings.rate_limit(protection.route, protection.default_limit)
+    authorization = request.headers.get("authorization")
+    api_key = request.headers.get("x-api-key")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "INVALID_TOKEN",
+                "The Authorization header must be 'Bearer <token>' (or send an API key in X-API-Key)",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        principal = auth.verify_token(auth.signing_secret(url, settings), settings, token.strip())
+        with statement_session(url) as session:
+            decision = ratelimit.hit(session, f"{principal.rate_key}:{protection.route}", limit)
+    elif api_key:
+        with statement_session(url) as session:
+            principal = auth.authenticate_api_key(session, api_key)
+            decision = ratelimit.hit(session, f"{principal.rate_key}:{protection.route}", limit)
+    else:
+        raise ApiError(
+            401,
+            "MISSING_API_KEY",
+            "No credential: send an API key in X-API-Key or an OAuth bearer token in Authorization",
+            headers={"WWW-Authenticate": 'Bearer realm="hotcrm"'},
+        )
+    headers = decision.headers()
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"Rate limit of {limit.requests} requests per {limit.seconds} s exceeded for this credential; "
+            f"retry in {decision.reset_after} s",
+            headers=headers,
+        )
+    if protection.scope not in principal.scopes:
+        raise ApiError(
+            403,
+            "INSUFFICIENT_SCOPE",
+            f"This credential lacks the {protection.scope!r} scope",
+            {"required": protection.scope, "granted": sorted(principal.scopes)},
+            headers=headers,
+        )
+    return principal, headers
+
+
+async def _read_body(request: Request, kind: str, max_bytes: int) -> None:
+    """Check the content type (415) and read the body up to ``max_bytes`` (413), for FastAPI to reuse."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    expected = "application/json" if kind == "json" else "application/x-www-form-urlencoded"
+    if content_type != expected and not (kind == "json" and content_type.endswith("+json")):
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Send the body as {expected} (got {content_type or 'no Content-Type'})",
+        )
+    too_large = ApiError(413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {max_bytes} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # Starlette's cache: FastAPI reads the body from here
+
+
+class ApiRoute(APIRoute):
+    """A route that authenticates, rate-limits and checks the body before FastAPI runs the endpoint,
+    and answers :class:`ApiError` in the one error shape."""
+
+    def get_route_handler(self):
+        """The FastAPI handler wrapped with the route's protection."""
+        handler = super().get_route_handler()
+        protection: Protection | None = getattr(self.endpoint, PROTECTION_ATTR, None)
+
+        async def wrapped(request: Request) -> Response:
+            headers: dict[str, str] = {}
+            try:
+                if protection is not None:
+                    principal, headers = await run_in_threadpool(_authorize, request, protection)
+                    request.state.principal = principal
+                    if protection.body:
+                        await _read_body(request, protection.body, get_settings(request.app).max_body_bytes)
+                response = await handler(request)
+            except ApiError as exc:
+                return error_response(
+                    exc.status, exc.code, exc.message, exc.details, headers={**headers, **exc.headers}
+                )
+            except RequestValidationError as exc:
+                # The app's own answer for an invalid body, plus this credential's rate-limit headers.
+                details = [
+                    {
+                        "field": lead_service.safe_text(".".join(str(p) for p in err.get("loc", ()) if p != "body")),
+                        "message": lead_service.safe_text(str(err.get("msg"))),
+                    }
+                    for err in exc.errors()
+                ]
+                return error_response(400, "VALIDATION_ERROR", "The request is not valid", details, headers=headers)
+            response.headers.update(headers)
+            return response
+
+        return wrapped
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "invalid request (details list every failing field)",
+        401: "MISSING_API_KEY, INVALID_TOKEN or INVALID_CLIENT",
+        403: "INVALID_API_KEY or INSUFFICIENT_SCOPE",
+        404: "not found",
+        409: "conflict with an existing record",
+        413: "PAYLOAD_TOO_LARGE",
+        415: "UNSUPPORTED_MEDIA_TYPE",
+        429: "RATE_LIMITED (Retry-After and RateLimit-* headers)",
+        502: "the Salesforce org refused or could not be reached",
+        503: "the server is not configured for this",
+    }
+    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
+
+
+_AUTH_ERRORS = (401, 403, 429)
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (`python -m hotcrm apikeys`)")
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl="oauth/token", scopes=dict(auth.SCOPE_HELP))
+    ),
+    auto_error=False,
+    description="bearer tokens from POST /hotcrm/api/v1/oauth/token",
+)
+# Only for the OpenAPI document: ApiRoute does the checking.
+_SECURED = [Security(api_key_header), Security(oauth2_scheme)]
+
+router = APIRouter(prefix="/api/v1", route_class=ApiRoute)
+
+
+@router.post(
+    "/crm/leads",
+    tags=["leads"],
+    status_code=201,
+    response_model=LeadResponse,
+    dependencies=_SECURED,
+    responses={200: {"model": LeadResponse, "description": "an open lead with that email was updated"}}
+    | _errors(400, *_AUTH_ERRORS, 409, 413, 415),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": LeadCreate.model_json_schema()}}}
+    },
+)
+@protected("leads.create", "leads:write", body="json")
+async def create_lead(request: Request) -> Response:
+    """Create a Lead (scope `leads:write`) with the lead import's normalization and duplicate rules:
+    an email of an open Lead updates it (200), of a converted Lead or a Contact is a 409."""
+    raw = await request.body()
+    url = database_url(request)
+
+    def work():
+        clean, source_given = lead_service.validate_lead_body(raw)
+        return lead_service.create_lead(url, clean, source_given)
+
+    lead, action = await run_in_threadpool(work)
+    body = LeadResponse(action=action, data=lead).model_dump(mode="json")
+    status = 201 if action == "created" else 200
+    return JSONResponse(body, status_code=status, headers={"Location": f"{request.url.path}/{lead['Id']}"})
+
+
+@router.get(
+    "/crm/leads/{lead_id}",
+    tags=["leads"],
+    response_model=LeadResponse,
+    dependencies=_SECURED,
+    responses=_errors(*_AUTH_ERRORS, 404),
+)
+@protected("leads.read", "leads:read")
+def get_lead(request: Request, lead_id: str) -> dict:
+    """A Lead by Id (scope `leads:read`); 404 LEAD_NOT_FOUND."""
+    return {"success": True, "action": "read", "data": lead_service.get_lead(database_url(request), lead_id)}
+
+
+@router.post(
+    "/crm/leads/{lead_id}/convert",
+    tags=["leads"],
+    response_model=ConvertResponse,
+    dependencies=_SECURED,
+    responses=_errors(400, *_AUTH_ERRORS, 404, 413, 415),
+)
+@protected("leads.convert", "leads:convert", body="json")
+def convert_lead(request: Request, lead_id: str, options: ConvertRequest = Body(...)) -> dict:
+    """Convert a Lead (scope `leads:convert`) into an Account, a Contact and optionally an Opportunity,
+    in one transaction with a `lead.converted` event; 404 LEAD_NOT_FOUND, 400 ALREADY_CONVERTED."""
+    data = lead_service.convert_lead(database_url(request), lead_id, create_opportunity=options.createOpportunity)
+    return {"success": True, "data": data}
+
+
+@router.get(
+    "/imports/{file_id}",
+    tags=["imports"],
+    response_model=ImportResponse,
+    dependencies=_SECURED,
+    responses=_errors(*_AUTH_ERRORS, 404),
+)
+@protected("imports.read", "leads:read")
+def get_import(request: Request, file_id: str) -> dict:
+    """A lead import file's status and row counts (scope `leads:read`); 404 IMPORT_NOT_FOUND."""
+    from hotcrm.leads.models import ImportFile
+
+    not_found = ApiError(404, "IMPORT_NOT_FOUND", f"No import file with id {file_id[:64]!r}")
+    if len(file_id) > lead_service.MAX_ID_LENGTH or lead_service._text_problem(file_id):
+        raise not_found
+    with statement_session(database_url(request)) as session:
+        record = session.scalars(select(ImportFile).where(ImportFile.id == file_id)).first()
+        if record is None:
+            raise not_found
+        data = {
+            "fileId": record.id,
+            "fileName": record.file_name,
+            "status": record.status,
+            "rowsRead": record.rows_read or 0,
+            "inserted": record.inserted or 0,
+            "updated": record.updated or 0,
+            "duplicates": record.duplicates or 0,
+            "rejected": record.rejected or 0,
+            "error": record.error,
+            "createdAt": lead_service._plain(record.created_at),
+            "startedAt": lead_service._plain(record.started_at),
+            "finishedAt": lead_service._plain(record.finished_at),
+        }
+    return {"success": True, "data": data}
+
+
+# --- OAuth 2.0 ---------------------------------------------------------------------------
+
+_TOKEN_FORM = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "client_id": {"type": "string", "description": "or HTTP Basic authentication"},
+        "client_secret": {"type": "string", "description": "or HTTP Basic authentication"},
+        "scope": {"type": "string", "description": "space-separated subset of the client's scopes (default: all)"},
+    },
+}
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+            client_id, _, secret = decoded.partition(":")
+            return unquote(client_id), unquote(secret)
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "INVALID_CLIENT", "The Basic authorization header is not valid base64") from None
+    return form.get("client_id", ""), form.get("client_secret", "")
+
+
+@router.post(
+    "/oauth/token",
+    tags=["oauth"],
+    response_model=TokenResponse,
+    responses=_errors(400, 401, 413, 415, 429),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}}}
+    },
+)
+@protected("oauth.token", None, body="form")
+async def issue_token(request: Request) -> Response:
+    """OAuth 2.0 client-credentials grant (RFC 6749 §4.4): a short-lived signed bearer token with
+    the client's scopes. Client credentials by HTTP Basic or in the form."""
+    raw = await request.body()
+    settings = get_settings(request.app)
+    url = database_url(request)
+
+    def work() -> tuple[dict, dict[str, str]]:
+        try:
+            parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise ApiError(400, "INVALID_REQUEST", "The form is not UTF-8") from None
+        form = {k: v[0] for k, v in parsed.items()}
+        if form.get("grant_type") != "client_credentials":
+            raise ApiError(
+                400,
+                "UNSUPPORTED_GRANT_TYPE",
+                "grant_type must be client_credentials",
+                {"field": "grant_type", "oauthError": "unsupported_grant_type"},
+            )
+        client_id, secret = _client_credentials(request, form)
+        if not client_id or not secret or len(client_id) > 64 or "\x00" in client_id + secret:
+            raise ApiError(401, "INVALID_CLIENT", "Give client_id and client_secret (form fields or HTTP Basic)")
+        limit = settings.rate_limit("oauth.token")
+        with session_scope(url) as session:
+            # Counted before the secret is checked, so guessing secrets is rate-limited too.
+            decision = ratelimit.hit(session, f"client:{client_id}:oauth.token", limit)
+        headers = decision.headers()
+        if not decision.allowed:
+            raise ApiError(429, "RATE_LIMITED", f"Too many token requests; retry in {decision.reset_after} s",
+                           headers=headers)  # fmt: skip
+        with session_scope(url) as session:
+            client = auth.authenticate_client(session, client_id, secret)
+            allowed = client.scopes.split()
+        requested = form.get("scope", "").split() or allowed
+        if not set(requested) <= set(allowed):
+            raise ApiError(
+                400,
+                "INVALID_SCOPE",
+                f"The client may not ask for: {' '.join(sorted(set(requested) - set(allowed)))}",
+                {"allowed": allowed, "oauthError": "invalid_scope"},
+                headers=headers,
+            )
+        token, ttl = auth.issue_token(auth.signing_secret(url, settings), settings, client_id, requested)
+        body = {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": " ".join(requested)}
+        return body, headers
+
+    body, headers = await run_in_threadpool(work)
+    return JSONResponse(body, headers={**headers, "Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+# --- Connecting a Salesforce org ---------------------------------------------------------
+
+
+@router.get(
+    "/oauth/salesforce/authorize",
+    tags=["salesforce"],
+    status_code=302,
+    response_class=RedirectResponse,
+    dependencies=_SECURED,
+    responses={302: {"description": "redirect to the org's authorization page"}} | _errors(*_AUTH_ERRORS, 503),
+)
+@protected("salesforce.authorize", "salesforce:connect")
+def salesforce_authorize(request: Request) -> Response:
+    """Start connecting the Salesforce org (scope `salesforce:connect`): redirects to the org's
+    authorization page with a one-time `state` and a PKCE S256 challenge."""
+    settings = get_settings(request.app)
+    redirect_uri = settings.salesforce.redirect_uri or str(request.url_for("salesforce_callback"))
+    principal: auth.Principal = request.state.principal
+    location = salesforce_oauth.begin_authorization(
+        database_url(request), settings, redirect_uri, f"{principal.kind}:{principal.name}"
+    )
+    return RedirectResponse(location, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/oauth/salesforce/callback",
+    name="salesforce_callback",
+    tags=["salesforce"],
+    response_model=SalesforceConnected,
+    responses=_errors(400, 502, 503),
+)
+def salesforce_callback(
+    request: Request,
+    code: str | None = None,
+    state: str | None = None,
+    error: str | None = None,
+    error_description: str | None = None,
+) -> dict:
+    """Where the org sends the browser back: checks `state`, exchanges the code (with the PKCE
+    verifier) and stores the refresh token encrypted. Never returns a token."""
+    if error:
+        raise ApiError(
+            400,
+            "SALESFORCE_AUTHORIZATION_DENIED",
+            f"Salesforce did not authorize the connection: {error}"
+            + (f" ({error_description[:200]})" if error_description else ""),
+        )
+    if not code or not state:
+        raise ApiError(400, "VALIDATION_ERROR", "The callback needs both code and state query parameters")
+    data = salesforce_oauth.complete_authorization(database_url(request), get_settings(request.app), code, state)
+    return {"success": True, "data": data}
