@@ -12,8 +12,26 @@ def _database_url() -> str:
     return HotCrmDatabaseHook().get_database_url()
 
 
+class _WebhookSources:
+    """Webhook sources from Airflow connections ``hotcrm_webhook_<source>`` (built on first use)."""
+
+    def __init__(self) -> None:
+        self._registry = None
+
+    def __call__(self, source: str):
+        if self._registry is None:
+            from hotcrm.airflow.webhooks import AirflowSourceRegistry
+
+            self._registry = AirflowSourceRegistry()
+        return self._registry(source)
+
+
+_app = create_app(_database_url)
+_app.state.webhook_registry = _WebhookSources()
+
+
 class HotCrmPlugin(AirflowPlugin):
     """The project's plugin: the HTTP app, nothing heavy."""
 
     name = "hotcrm"
-    fastapi_apps = [{"app": create_app(_database_url), "url_prefix": "/hotcrm", "name": "HotCRM"}]
+    fastapi_apps = [{"app": _app, "url_prefix": "/hotcrm", "name": "HotCRM"}]

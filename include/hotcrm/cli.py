@@ -15,6 +15,12 @@ from hotcrm.settings import default_database_url
 
 COMMAND_MODULES = [
     "hotcrm.crm.cli",
+    "hotcrm.api.cli",
+    "hotcrm.webhooks.cli",
+    "hotcrm.exports.cli",
+    "hotcrm.delivery.cli",
+    "hotcrm.email.cli",
+    "hotcrm.salesforce.cli",
 ]
 
 

@@ -22,7 +22,14 @@ from hotcrm.airflow.runner import DagResult, run_dag
 from hotcrm.crm import migrate, seed
 from hotcrm.settings import PROJECT_DIR, bucket_url, data_dir, default_database_url
 
-DEMO_STEPS: list[str] = []
+DEMO_STEPS: list[str] = [
+    "hotcrm.leads.demo",
+    "hotcrm.exports.demo",
+    "hotcrm.webhooks.demo",
+    "hotcrm.api.demo",
+    "hotcrm.salesforce.demo",
+    "hotcrm.delivery.demo",  # keep last: it delivers the events the other steps wrote
+]
 
 
 @dataclass
