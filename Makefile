@@ -39,6 +39,8 @@ setup: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 demo: setup
 	$(PY) -m hotcrm.demo
 
+PYTEST_ARGS ?= -n 2
+
 test: $(VENV)/.installed
 	bash scripts/ensure-system-packages.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
