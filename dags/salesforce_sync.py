@@ -22,7 +22,9 @@ Each record's result is written back with its bookkeeping in one transaction: `S
 and `LastSyncDate` on success, Salesforce's error code and message on failure (table
 `salesforce_sync_state`; failed records are sent again next run). The run's counts land in
 `salesforce_sync_runs` and in this task's return value. When API usage passes the
-connection's `api_budget_share` of the daily limit the run stops sending and ends *partial*.
+connection's `api_budget_share` of the daily limit (or retries give up) the run stops sending and ends
+*partial*: the `outcome` task fails with the reason, so the run shows red; what was sent is
+written back and the next run picks up the rest.
 
 Params: `objects`, `dry_run` (select and map, send nothing), `full` (ignore change
 detection), `limit` (records per object), `transport` (`auto`, `collections`, `bulk`).
@@ -61,32 +63,19 @@ def salesforce_sync():
     @task(execution_timeout=timedelta(hours=3))
     def sync() -> dict:
         """Select changed records, upsert them, write results back; returns the run's summary."""
-        import logging
-
-        from hotcrm.airflow.hooks import HotCrmDatabaseHook
-        from hotcrm.airflow.salesforce import HotCrmSalesforceHook
-        from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, SyncOptions, run_sync
+        from hotcrm.airflow.salesforce import run_salesforce_sync
 
         context = get_current_context()
-        params = context["params"]
-        options = SyncOptions(
-            objects=tuple(params.get("objects") or ("Account", "Contact")),
-            dry_run=bool(params.get("dry_run")),
-            full=bool(params.get("full")),
-            limit=params.get("limit"),
-            transport=params.get("transport") or "auto",
-            bulk_threshold=int(os.environ.get("HOTCRM_SALESFORCE_BULK_THRESHOLD", DEFAULT_BULK_THRESHOLD)),
-            run_id=context["run_id"],
-        )
-        client = None if options.dry_run else HotCrmSalesforceHook().get_client()
-        summary = run_sync(HotCrmDatabaseHook().get_database_url(), client, options)
-        log = logging.getLogger("hotcrm.salesforce_sync")
-        (log.warning if summary["outcome"] == "partial" else log.info)(
-            "Salesforce sync %s: %s", summary["outcome"], summary["message"]
-        )
-        return summary
+        return run_salesforce_sync(context["params"], context["run_id"])
 
-    sync()
+    @task
+    def outcome(summary: dict) -> str:
+        """Fail the run, with the reason, when the sync ended partial."""
+        from hotcrm.airflow.salesforce import fail_if_partial
+
+        return fail_if_partial(summary)
+
+    outcome(sync())
 
 
 salesforce_sync()

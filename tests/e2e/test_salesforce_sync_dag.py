@@ -54,3 +54,24 @@ def test_the_demo_step(airflow_db, hotcrm_env, monkeypatch):
     assert "re-sync: success, created 0, updated 0, unchanged 24, failed 0, 0 API calls" in text
     assert "12 Accounts and 12 Contacts" in text
     assert sum(" success " in line for line in lines) == 4  # the history: two runs, two objects each
+
+
+def test_a_partial_sync_fails_the_run_with_the_reason_and_the_next_run_resumes(
+    airflow_db, hotcrm_env, salesforce_connection, capfd
+):
+    sf = salesforce_connection
+    seed.load_seed(hotcrm_env["database_url"])
+    sf.daily_limit, sf.api_usage = 20, 19  # other integrations used the day's budget
+
+    partial = run_dag("salesforce_sync", DAGS_FOLDER)
+    assert partial.state == "failed"
+    assert partial.returns["sync"]["outcome"] == "partial"
+    assert "outcome" not in partial.returns
+    assert "Salesforce sync ended partial: Account: API budget reached" in capfd.readouterr().out
+    assert sf.find("Account") == []
+
+    sf.api_usage = 0  # the next day
+    resumed = run_dag("salesforce_sync", DAGS_FOLDER)
+    assert resumed.succeeded, resumed
+    assert resumed.returns["outcome"] == "success"
+    assert resumed.returns["sync"]["totals"]["created"] == 24

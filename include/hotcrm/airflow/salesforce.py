@@ -245,3 +245,41 @@ class HotCrmSalesforceHook(BaseHook):
         if self.extra.get("ca_bundle"):
             session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
         return Salesforce(session_id=token, instance_url=instance_url, version=self.api_version, session=session)
+
+
+def run_salesforce_sync(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The ``sync`` task of ``salesforce_sync``: DAG params → :class:`SyncOptions`, the
+    ``hotcrm_db`` and ``salesforce_default`` connections → :func:`run_sync`; returns its summary."""
+    from hotcrm.airflow.hooks import HotCrmDatabaseHook
+    from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, SyncOptions, run_sync
+
+    options = SyncOptions(
+        objects=tuple(params.get("objects") or ("Account", "Contact")),
+        dry_run=bool(params.get("dry_run")),
+        full=bool(params.get("full")),
+        limit=params.get("limit"),
+        transport=params.get("transport") or "auto",
+        bulk_threshold=int(os.environ.get("HOTCRM_SALESFORCE_BULK_THRESHOLD", DEFAULT_BULK_THRESHOLD)),
+        run_id=run_id,
+    )
+    client = None if options.dry_run else HotCrmSalesforceHook().get_client()
+    summary = run_sync(HotCrmDatabaseHook().get_database_url(), client, options)
+    (log.warning if summary["outcome"] == "partial" else log.info)(
+        "Salesforce sync %s: %s", summary["outcome"], summary["message"]
+    )
+    return summary
+
+
+def fail_if_partial(summary: dict[str, Any]) -> str:
+    """The ``outcome`` task: a partial sync (API budget reached, retries exhausted) fails here,
+    without retries, so the run shows red in the UI with the reason; everything already sent is
+    written back and the next run resumes with what is left. Returns the outcome otherwise."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if summary["outcome"] == "partial":
+        skipped = summary.get("totals", {}).get("skipped", 0)
+        raise AirflowFailException(
+            f"Salesforce sync ended partial: {summary['message']}. {skipped} records were left for the "
+            "next run (results already received are written back); see salesforce_sync_runs."
+        )
+    return summary["outcome"]
