@@ -55,9 +55,11 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
     """Import ``incoming/<file_name>`` and return its outcome as a dict (the task's return value).
 
     When the file is gone because an earlier try of this task finished it, the ledger's
-    record of that import is returned instead.
+    record of that import is returned instead. Either way the uploader's summary email is
+    queued (once per file, see :mod:`hotcrm.leads.notices`).
     """
     from hotcrm.leads.importer import import_lead_file, outcome_from_ledger
+    from hotcrm.leads.notices import queue_import_summary
 
     folders = lead_folders(root)
     source = folders["incoming"] / file_name
@@ -66,8 +68,11 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
         if previous is None:
             raise FileNotFoundError(f"{source} is gone and the ledger has no record of it")
         log.info("%s was already handled by an earlier try (file_id %s)", file_name, previous.file_id)
-        return previous.to_dict()
-    outcome = import_lead_file(
-        source, database_url, processed_dir=folders["processed"], failed_dir=folders["failed"], progress=log.info
-    )
-    return outcome.to_dict()
+        result = previous.to_dict()
+    else:
+        result = import_lead_file(
+            source, database_url, processed_dir=folders["processed"], failed_dir=folders["failed"], progress=log.info
+        ).to_dict()
+    if queue_import_summary(database_url, result):
+        log.info("%s: summary email queued for the uploader", file_name)
+    return result
