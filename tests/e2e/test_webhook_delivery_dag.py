@@ -2,7 +2,6 @@
 events reach a loopback subscriber signed (verified with standardwebhooks), failures are
 retried, dead letters are replayed through the DAG's params."""
 
-import pytest
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
@@ -12,16 +11,10 @@ from hotcrm.crm.events import record_event
 from hotcrm.delivery.models import DEAD, SUCCEEDED, WebhookDelivery
 from hotcrm.delivery.service import add_subscription
 from tests.conftest import DAGS_FOLDER
-from tests.support.subscriber import start_subscriber
+from tests.support import subscriber as subscriber_support
 
-
-@pytest.fixture
-def subscriber(monkeypatch):
-    """A loopback subscriber; loopback is allowed past the destination guard for these tests."""
-    monkeypatch.setenv("HOTCRM_DELIVERY_ALLOW_PRIVATE", "127.0.0.1/32")
-    sub = start_subscriber()
-    yield sub
-    sub.stop()
+# the loopback subscriber fixture (assigned, not imported: an import would trip F811 on each test)
+subscriber = subscriber_support.subscriber
 
 
 def test_outbox_events_are_delivered_signed_and_dead_letters_replayed(airflow_db, hotcrm_env, subscriber, monkeypatch):

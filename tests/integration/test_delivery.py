@@ -19,18 +19,13 @@ from hotcrm.delivery.config import DeliveryConfig
 from hotcrm.delivery.models import DEAD, DELIVERING, PENDING, SUCCEEDED, WebhookAttempt, WebhookDelivery
 from hotcrm.delivery.service import add_subscription, claim_batch, deliver_due, fan_out, replay
 from hotcrm.email.models import EmailOutbox
-from tests.support.subscriber import start_subscriber
+from tests.support import subscriber as subscriber_support
 
 ALLOW = ("127.0.0.1/32",)
 
 
-@pytest.fixture
-def subscriber(monkeypatch):
-    """A loopback subscriber; loopback is allowed past the destination guard for these tests."""
-    monkeypatch.setenv("HOTCRM_DELIVERY_ALLOW_PRIVATE", "127.0.0.1/32")
-    sub = start_subscriber()
-    yield sub
-    sub.stop()
+# the loopback subscriber fixture (assigned, not imported: an import would trip F811 on each test)
+subscriber = subscriber_support.subscriber
 
 
 def _config(**kw):

@@ -16,7 +16,7 @@ from hotcrm.webhooks.inbox import claim_batch, parse_event_time, requeue, status
 from hotcrm.webhooks.models import WebhookInbox
 from hotcrm.webhooks.processing import backoff_delay, process_inbox
 from hotcrm.webhooks.samples import encode, payment_event, signed_headers
-from tests.support.webhook_server import ThreadedUvicorn
+from tests.support.api_server import ThreadServer
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -216,7 +216,7 @@ def test_two_workers_processing_at_once_apply_each_event_once(db_url):
 def test_a_delivery_sent_ten_times_at_once_applies_once(db_url, monkeypatch):
     _seed(db_url)
     monkeypatch.setenv(env_var("payment"), connection_json("stripe", ["whsec_ten"]))
-    server = ThreadedUvicorn(create_standalone_app(db_url)).start()
+    server = ThreadServer(create_standalone_app(db_url)).start()
     event = payment_event("payment.succeeded", "txn_0", event_id="evt_ten_times")
     body = encode(event)
     headers = signed_headers("stripe", "whsec_ten", body, event["id"])
@@ -226,7 +226,7 @@ def test_a_delivery_sent_ten_times_at_once_applies_once(db_url, monkeypatch):
     def send():
         with httpx.Client(timeout=20) as client:
             barrier.wait()
-            answers.append(client.post(f"{server.url}/hotcrm/webhooks/payment", content=body, headers=headers))
+            answers.append(client.post(f"{server.base_url}/hotcrm/webhooks/payment", content=body, headers=headers))
 
     try:
         threads = [threading.Thread(target=send) for _ in range(10)]

@@ -14,8 +14,8 @@ from hotcrm.crm.db import session_scope
 from hotcrm.webhooks.config import connection_json, env_var
 from hotcrm.webhooks.models import WebhookInbox
 from hotcrm.webhooks.samples import encode, payment_event, signed_headers
+from tests.support.api_server import ThreadServer
 from tests.support.postgres import free_port
-from tests.support.webhook_server import ThreadedUvicorn
 
 SW_SECRET = "whsec_" + base64.b64encode(b"receiver-test-key-receiver-test!").decode()
 SW_NEW = "whsec_" + base64.b64encode(b"rotated-key-rotated-key-rotated!").decode()
@@ -29,8 +29,8 @@ def receiver(db_url, monkeypatch):
     monkeypatch.setenv(
         env_var("legacy"), connection_json("hmac-sha256", ["legacy-secret"], header="X-Signature", max_body_bytes=2048)
     )
-    server = ThreadedUvicorn(create_standalone_app(db_url)).start()
-    with httpx.Client(base_url=server.url + "/hotcrm", timeout=10) as client:
+    server = ThreadServer(create_standalone_app(db_url)).start()
+    with httpx.Client(base_url=server.base_url + "/hotcrm", timeout=10) as client:
         yield client, db_url
     server.stop()
 
@@ -180,9 +180,9 @@ def test_database_down_is_503_with_retry_after_and_nothing_is_lost(monkeypatch):
     # A PostgreSQL URL on a port nothing listens on: the server is down.
     down = f"postgresql+psycopg://hotcrm@127.0.0.1:{free_port()}/hotcrm?connect_timeout=2"
     monkeypatch.setenv(env_var("payment"), connection_json("standard-webhooks", [SW_SECRET]))
-    server = ThreadedUvicorn(create_standalone_app(down)).start()
+    server = ThreadServer(create_standalone_app(down)).start()
     try:
-        with httpx.Client(base_url=server.url + "/hotcrm", timeout=20) as client:
+        with httpx.Client(base_url=server.base_url + "/hotcrm", timeout=20) as client:
             response = _post(client, "payment", "standard-webhooks", SW_SECRET, payment_event("payment.failed", "t"))
             assert response.status_code == 503
             assert response.headers["Retry-After"].isdigit()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotcrm.settings import CONFIG_DIR
+from hotcrm.settings import CONFIG_DIR, read_settings_file
 
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "delivery.json"
 
@@ -48,20 +47,9 @@ class DeliveryConfig:
 def load_config(path: str | Path | None = None) -> DeliveryConfig:
     """The delivery settings from ``path`` (default: ``HOTCRM_DELIVERY_CONFIG`` or the
     project's file), with the environment overrides applied."""
-    path = Path(path or os.environ.get("HOTCRM_DELIVERY_CONFIG") or DEFAULT_CONFIG_PATH)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(
-            f"{path}: delivery config file not found; set HOTCRM_DELIVERY_CONFIG to an existing file"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    known = set(DeliveryConfig.__dataclass_fields__)
-    unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    values = {k: v for k, v in raw.items() if k in known}
+    path, values = read_settings_file(
+        path, "HOTCRM_DELIVERY_CONFIG", DEFAULT_CONFIG_PATH, set(DeliveryConfig.__dataclass_fields__), "delivery config"
+    )
     for key in ("retry_schedule_seconds", "allow_private_destinations", "operator_emails"):
         if key in values:
             if not isinstance(values[key], list):

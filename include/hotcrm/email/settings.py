@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotcrm.settings import CONFIG_DIR
+from hotcrm.settings import CONFIG_DIR, read_settings_file
 
 DEFAULT_SETTINGS_PATH = CONFIG_DIR / "email" / "settings.json"
 CRASHED_SEND_POLICIES = ("hold", "resend")
@@ -44,20 +43,9 @@ class EmailSettings:
 def load_settings(path: str | Path | None = None) -> EmailSettings:
     """Settings from ``path`` (default ``HOTCRM_EMAIL_CONFIG`` or the project's file), then
     ``HOTCRM_QUOTE_BASE_URL`` and ``HOTCRM_EMAIL_FROM`` from the environment."""
-    path = Path(path or os.environ.get("HOTCRM_EMAIL_CONFIG") or DEFAULT_SETTINGS_PATH)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(
-            f"{path}: email settings file not found; set HOTCRM_EMAIL_CONFIG to an existing file"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    known = set(EmailSettings.__dataclass_fields__)
-    unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    values = {k: v for k, v in raw.items() if k in known}
+    path, values = read_settings_file(
+        path, "HOTCRM_EMAIL_CONFIG", DEFAULT_SETTINGS_PATH, set(EmailSettings.__dataclass_fields__), "email settings"
+    )
     if "retry_schedule_seconds" in values:
         values["retry_schedule_seconds"] = tuple(values["retry_schedule_seconds"])
     if os.environ.get("HOTCRM_QUOTE_BASE_URL"):
