@@ -287,3 +287,34 @@ def test_fan_out_drains_a_backlog_in_chunks(db_url):
             record_event(s, "lead.imported" if i % 2 else "export.completed", {"n": i})
     assert fan_out_pending(db_url, chunk=10) == {"events_fanned_out": 25, "deliveries_created": 25 + 12}
     assert fan_out_pending(db_url, chunk=10) == {"events_fanned_out": 0, "deliveries_created": 0}
+
+
+def test_connections_go_only_to_the_addresses_the_guard_checked(subscriber):
+    # "subscriber.invalid" never resolves (RFC 2606): the request can only arrive if the client
+    # connects to the address the guard checked instead of resolving the name again.
+    import asyncio
+    import base64
+
+    import httpcore
+
+    from hotcrm.delivery.guard import PinnedResolutionBackend
+    from hotcrm.delivery.service import SUCCESS, ClientPool, Job, send_jobs
+
+    config = _config()
+    url = subscriber.url("/ok/pinned").replace("127.0.0.1", "subscriber.invalid")
+    job = Job("d1", "e1", "lead.converted", 1, "s1", url, "whsec_" + base64.b64encode(b"k" * 24).decode(), b"{}")
+
+    async def send():
+        pool = ClientPool(config)
+        pool.checked["subscriber.invalid"] = ["127.0.0.1"]  # what the guard resolved
+        try:
+            return await send_jobs([job], config, pool)
+        finally:
+            await pool.aclose()
+
+    [outcome] = asyncio.run(send())
+    assert outcome.kind == SUCCESS, outcome.error
+    assert len(subscriber.received("/ok/pinned")) == 1
+
+    with pytest.raises(httpcore.ConnectError, match="not checked by the destination guard"):
+        asyncio.run(PinnedResolutionBackend({}).connect_tcp("example.com", 443))

@@ -12,6 +12,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpcore
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -87,6 +89,7 @@ def check_addresses(host: str, addresses: list[str], allow: tuple[str, ...]) -> 
 async def check_destination(url: str, allow: tuple[str, ...], cache: dict[str, list[str]] | None = None) -> None:
     """Resolve the URL's host and refuse it unless every address is public or allowed."""
     host, port = check_url_syntax(url)
+    host = host.lower()
     if cache is not None and host in cache:
         addresses = cache[host]
     else:
@@ -102,3 +105,40 @@ async def check_destination(url: str, allow: tuple[str, ...], cache: dict[str, l
         if cache is not None:
             cache[host] = addresses
     check_addresses(host, addresses, allow)
+
+
+class PinnedResolutionBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to the addresses :func:`check_destination`
+    checked for a host (``checked``: host → addresses, filled by the guard).
+
+    Without it the HTTP client would resolve the host again when it connects, and a DNS answer
+    that changes between the check and the connect (DNS rebinding) could reach an address the
+    guard refuses. TLS still verifies the certificate against the URL's host name.
+    """
+
+    def __init__(self, checked: dict[str, list[str]]) -> None:
+        self.checked = checked
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        """Connect to the first checked address of ``host`` that answers."""
+        addresses = self.checked.get(host.lower())
+        if not addresses:
+            raise httpcore.ConnectError(f"{host}: not checked by the destination guard; refusing to connect")
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error  # type: ignore[misc]
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        """Deliveries never go to a Unix socket."""
+        raise httpcore.ConnectError("deliveries go over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the running event loop."""
+        await self._inner.sleep(seconds)

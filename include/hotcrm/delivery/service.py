@@ -25,7 +25,13 @@ from hotcrm.crm.db import is_postgresql, session_scope
 from hotcrm.crm.events import EVENT_TYPES
 from hotcrm.crm.models import OutboxEvent, new_id, utcnow
 from hotcrm.delivery.config import DeliveryConfig
-from hotcrm.delivery.guard import DestinationRefused, check_destination, check_url_syntax, redact_url
+from hotcrm.delivery.guard import (
+    DestinationRefused,
+    PinnedResolutionBackend,
+    check_destination,
+    check_url_syntax,
+    redact_url,
+)
 from hotcrm.delivery.models import (
     DEAD,
     DELIVERING,
@@ -292,7 +298,9 @@ class ClientPool:
         count = max(1, -(-config.concurrency // CLIENT_CONNECTIONS))
         per_client = min(CLIENT_CONNECTIONS, config.concurrency)
         verify = ssl.create_default_context()  # one CA bundle load, shared by every client
-        self.clients = [make_client(config, per_client, verify) for _ in range(count)]
+        # host -> the addresses the guard checked; connections go only there (no rebinding)
+        self.checked: dict[str, list[str]] = {}
+        self.clients = [make_client(config, per_client, verify, self.checked) for _ in range(count)]
         self._slots: asyncio.Queue[httpx.AsyncClient] | None = None
         self._per_client = per_client
         self._concurrency = config.concurrency
@@ -316,20 +324,29 @@ async def send_jobs(jobs: list[Job], config: DeliveryConfig, pool: ClientPool | 
     own_pool = pool is None
     if pool is None:
         pool = ClientPool(config)
-    dns_cache: dict[str, list[str]] = {}
     try:
-        return list(await asyncio.gather(*(_send_one(pool, job, config, dns_cache) for job in jobs)))
+        return list(await asyncio.gather(*(_send_one(pool, job, config, pool.checked) for job in jobs)))
     finally:
         if own_pool:
             await pool.aclose()
 
 
-def make_client(config: DeliveryConfig, connections: int, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+def make_client(
+    config: DeliveryConfig,
+    connections: int,
+    verify: ssl.SSLContext | bool = True,
+    checked: dict[str, list[str]] | None = None,
+) -> httpx.AsyncClient:
     """An HTTP client for deliveries: no redirects, no proxies from the environment, the
-    configured timeout for connect/read/write (pool waits are bounded by the slots)."""
+    configured timeout for connect/read/write (pool waits are bounded by the slots). With
+    ``checked`` it connects only to the addresses the destination guard checked."""
     timeout = httpx.Timeout(config.timeout_seconds, pool=None)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout, limits=limits, verify=verify)
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    if checked is not None:
+        # httpx takes no network backend; its transport's httpcore pool does (pinned versions).
+        transport._pool._network_backend = PinnedResolutionBackend(checked)
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout, transport=transport)
 
 
 async def _send_one(pool: ClientPool, job: Job, config: DeliveryConfig, dns_cache: dict[str, list[str]]) -> Outcome:
@@ -527,7 +544,6 @@ def deliver_due(
 
     async def _run() -> None:
         pool = ClientPool(config)
-        dns_cache: dict[str, list[str]] = {}
         in_flight: set[asyncio.Task] = set()
         finished: list[Outcome] = []
         exhausted = False
@@ -545,7 +561,7 @@ def deliver_due(
                         totals["claimed"] += len(jobs)
                         totals["batches"] += 1
                         for job in jobs:
-                            in_flight.add(asyncio.create_task(_send_one(pool, job, config, dns_cache)))
+                            in_flight.add(asyncio.create_task(_send_one(pool, job, config, pool.checked)))
                         continue
                     exhausted = True
                 if not in_flight:
