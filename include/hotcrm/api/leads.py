@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hotcrm.api import ratelimit
 from hotcrm.api.errors import ApiError
 from hotcrm.api.schemas import API_TO_BODY, E164_PATTERN, LEAD_BODY_FIELDS, LeadCreate
 from hotcrm.crm import services
@@ -167,19 +168,9 @@ def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bo
         email = clean.get("Email")
         match = match_existing(session, [email]).get(email) if email else None
         if match is not None and match.kind == "contact":
-            raise ApiError(
-                409,
-                "CONTACT_EXISTS",
-                "A contact with this email already exists; the person is already a customer contact",
-                {"field": "email", "contactId": match.record_id},
-            )
+            raise _contact_exists(match.record_id)
         if match is not None and match.kind == "converted_lead":
-            raise ApiError(
-                409,
-                "LEAD_ALREADY_CONVERTED",
-                "A converted lead has this email; it is not created again",
-                {"field": "email", "leadId": match.record_id},
-            )
+            raise _already_converted(match.record_id)
         if match is not None:
             lead = session.execute(select(Lead).where(Lead.id == match.record_id).with_for_update()).scalar_one()
             if lead.status == "Converted":  # converted between the match and the lock
@@ -189,6 +180,131 @@ def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bo
             return record_to_api(lead), "updated"
         lead = services.create(session, Lead, clean)
         return record_to_api(lead), "created"
+
+
+# --- PostgreSQL hot path: one statement counts the request and does its work ---------------
+#
+# Creation: the rate-limit count, the import's duplicate check by email (Leads and Contacts)
+# and the INSERT in one autocommit statement (data-modifying CTEs see one snapshot and commit
+# together). The lead is inserted only when the request is within its limit and the email is
+# new; ON CONFLICT covers a concurrent insert of the same email after the snapshot. Anything
+# but a plain creation (an open lead to update, a race) goes to the ORM path above, already counted.
+
+_LEAD_COLUMNS = list(Lead.__table__.columns)
+_LEAD_API = [(attr_to_api(c.key), c.key) for c in _LEAD_COLUMNS]
+
+
+def _pg_type(column) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    return column.type.compile(dialect=postgresql.dialect())
+
+
+CREATE_LEAD_SQL = (
+    f"WITH hit AS ({ratelimit.HIT_CTE}), "
+    "found AS ("
+    "SELECT CASE WHEN status = 'Converted' THEN 'converted_lead' ELSE 'lead' END AS kind, id "
+    "FROM leads WHERE email = %(email)s "
+    "UNION ALL SELECT 'contact', id FROM contacts WHERE email = %(email)s), "
+    f"ins AS (INSERT INTO leads ({', '.join(c.name for c in _LEAD_COLUMNS)}) "
+    f"SELECT {', '.join(f'CAST(%({c.key})s AS {_pg_type(c)})' for c in _LEAD_COLUMNS)} FROM hit "
+    "WHERE hit.hits <= %(rl_limit)s AND NOT EXISTS (SELECT 1 FROM found) "
+    "ON CONFLICT (email) DO NOTHING RETURNING 1) "
+    "SELECT hit.hits, (SELECT count(*) FROM ins), found.kind, found.id FROM hit LEFT JOIN found ON true"
+)
+
+READ_LEAD_SQL = (
+    f"WITH hit AS ({ratelimit.HIT_CTE}) "
+    f"SELECT hit.hits, {', '.join(f'l.{c.name}' for c in _LEAD_COLUMNS)} "
+    "FROM hit LEFT JOIN leads l ON l.id = %(lead_id)s"
+)
+
+# Which match decides when an email is found more than once (as the import's match_existing).
+_MATCH_RANK = {"converted_lead": 2, "contact": 1, "lead": 0}
+
+
+def _new_lead_values(clean: dict[str, Any]) -> dict[str, Any]:
+    """Every column's value of a new lead: the clean fields, else the model's defaults (Id, dates...)."""
+    values: dict[str, Any] = {}
+    for column in _LEAD_COLUMNS:
+        value = clean.get(attr_to_api(column.key))
+        if value is None and column.default is not None:
+            value = column.default.arg(None) if column.default.is_callable else column.default.arg
+        values[column.key] = value
+    return values
+
+
+async def create_lead_async(
+    connection, bucket: str, limit, clean: dict[str, Any]
+) -> tuple[ratelimit.RateDecision, dict[str, Any] | None]:
+    """Count the request and create the lead in one statement (PostgreSQL, autocommit).
+
+    Returns (rate decision, the new lead by API names); the lead is None when the request is
+    over its limit (nothing written) or when the ORM path must decide (an open lead has that
+    email, or a concurrent request inserted it). ApiError 409 for a converted lead or a contact.
+    """
+    key, window_start, now = ratelimit.window(bucket, limit)
+    values = _new_lead_values(clean)
+    params = {**values, **ratelimit.hit_params(key, window_start), "rl_limit": limit.requests}
+    cursor = await connection.execute(CREATE_LEAD_SQL, params)
+    rows = await cursor.fetchall()
+    hits, inserted = rows[0][0], rows[0][1]
+    await ratelimit.after_hit_async(connection, key, window_start, hits, now)
+    decision = ratelimit.decide(limit, hits, window_start, now)
+    if not decision.allowed:
+        return decision, None
+    if inserted:
+        return decision, {name: _plain(values[attr]) for name, attr in _LEAD_API}
+    found = [(kind, record_id) for _h, _i, kind, record_id in rows if kind is not None]
+    if found:
+        kind, record_id = max(found, key=lambda match: _MATCH_RANK[match[0]])
+        if kind == "contact":
+            raise _contact_exists(record_id)
+        if kind == "converted_lead":
+            raise _already_converted(record_id)
+    return decision, None
+
+
+async def read_lead_async(connection, bucket: str, limit, lead_id: str) -> tuple[ratelimit.RateDecision, dict | None]:
+    """Count the request and read the lead in one statement; (decision, lead or None when not found)."""
+    key, window_start, now = ratelimit.window(bucket, limit)
+    params = {**ratelimit.hit_params(key, window_start), "lead_id": lead_id}
+    cursor = await connection.execute(READ_LEAD_SQL, params)
+    row = await cursor.fetchone()
+    await ratelimit.after_hit_async(connection, key, window_start, row[0], now)
+    decision = ratelimit.decide(limit, row[0], window_start, now)
+    if row[1] is None:
+        return decision, None
+    return decision, {name: _plain(value) for (name, _attr), value in zip(_LEAD_API, row[1:], strict=True)}
+
+
+def _contact_exists(contact_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "CONTACT_EXISTS",
+        "A contact with this email already exists; the person is already a customer contact",
+        {"field": "email", "contactId": contact_id},
+    )
+
+
+def _already_converted(lead_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "LEAD_ALREADY_CONVERTED",
+        "A converted lead has this email; it is not created again",
+        {"field": "email", "leadId": lead_id},
+    )
+
+
+def check_lead_id(lead_id: str) -> None:
+    """ApiError 404 LEAD_NOT_FOUND for an id no lead can have (too long, NUL, not text)."""
+    if len(lead_id) > MAX_ID_LENGTH or _text_problem(lead_id):
+        raise _lead_not_found(lead_id)
+
+
+def lead_not_found(lead_id: str) -> ApiError:
+    """ApiError 404 LEAD_NOT_FOUND naming the id."""
+    return _lead_not_found(lead_id)
 
 
 def get_lead(database_url: str, lead_id: str) -> dict[str, Any]:
