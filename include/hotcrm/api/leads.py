@@ -192,6 +192,16 @@ def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bo
 
 _LEAD_COLUMNS = list(Lead.__table__.columns)
 _LEAD_API = [(attr_to_api(c.key), c.key) for c in _LEAD_COLUMNS]
+# (attribute, API name, default: a callable, a constant or None) of every column, in order.
+_LEAD_DEFAULTS = [
+    (
+        column.key,
+        attr_to_api(column.key),
+        None if column.default is None else column.default.arg,
+        column.default is not None and column.default.is_callable,
+    )
+    for column in _LEAD_COLUMNS
+]
 
 
 def _pg_type(column) -> str:
@@ -226,11 +236,11 @@ _MATCH_RANK = {"converted_lead": 2, "contact": 1, "lead": 0}
 def _new_lead_values(clean: dict[str, Any]) -> dict[str, Any]:
     """Every column's value of a new lead: the clean fields, else the model's defaults (Id, dates...)."""
     values: dict[str, Any] = {}
-    for column in _LEAD_COLUMNS:
-        value = clean.get(attr_to_api(column.key))
-        if value is None and column.default is not None:
-            value = column.default.arg(None) if column.default.is_callable else column.default.arg
-        values[column.key] = value
+    for attr, name, default, is_callable in _LEAD_DEFAULTS:
+        value = clean.get(name)
+        if value is None and default is not None:
+            value = default(None) if is_callable else default
+        values[attr] = value
     return values
 
 

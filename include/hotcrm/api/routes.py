@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,8 +83,7 @@ class RateCount:
     """One request's rate-limit count: counted once, by :meth:`count` or by an endpoint's own
     statement (which sets :attr:`decision`); refused with 429 when over the limit."""
 
-    def __init__(self, request: Request, principal: auth.Principal, route: str, limit: RateLimit) -> None:
-        self.request = request
+    def __init__(self, principal: auth.Principal, route: str, limit: RateLimit) -> None:
         self.principal = principal
         self.bucket = f"{principal.rate_key}:{route}"
         self.limit = limit
@@ -101,13 +101,13 @@ class RateCount:
                 headers=decision.headers(),
             )
 
-    async def count(self) -> None:
+    async def count(self, request: Request) -> None:
         """Count the request now (once), in its own statement."""
         if self.decision is not None:
             return
-        url = await resolved_database_url(self.request)
+        url = await resolved_database_url(request)
         if _is_postgresql(url):
-            async with pg_pool(self.request, url).connection() as connection:
+            async with pg_pool(request, url).connection() as connection:
                 decision = await ratelimit.hit_async(connection, self.bucket, self.limit)
         else:
 
@@ -195,11 +195,11 @@ async def _authorize(request: Request, protection: Protection) -> RateCount:
     settings = get_settings(request.app)
     principal = await _authenticate(request)
     limit = settings.rate_limit(protection.route, protection.default_limit)
-    rate = RateCount(request, principal, protection.route, limit)
+    rate = RateCount(principal, protection.route, limit)
     request.state.principal = principal
     request.state.rate = rate
     if not (protection.counts_itself and _is_postgresql(await resolved_database_url(request))):
-        await rate.count()
+        await rate.count(request)
     if protection.scope not in principal.scopes:
         raise ApiError(
             403,
@@ -239,7 +239,16 @@ class ApiRoute(APIRoute):
 
     def get_route_handler(self):
         """The FastAPI handler wrapped with the route's protection."""
-        handler = super().get_route_handler()
+        documented = self.dependant
+        # The security schemes are dependencies for the OpenAPI document only (this wrapper
+        # checks credentials): the handler runs without them, saving their work on every request.
+        self.dependant = dataclasses.replace(
+            documented, dependencies=[d for d in documented.dependencies if d.call not in _DOCUMENTED_ONLY]
+        )
+        try:
+            handler = super().get_route_handler()
+        finally:
+            self.dependant = documented
         protection: Protection | None = getattr(self.endpoint, PROTECTION_ATTR, None)
 
         async def wrapped(request: Request) -> Response:
@@ -256,7 +265,7 @@ class ApiRoute(APIRoute):
                 if rate is not None and rate.decision is None:
                     # Refused before the endpoint counted it: it still counts (and 429 wins).
                     try:
-                        await rate.count()
+                        await rate.count(request)
                     except ApiError as limited:
                         error = limited
                 headers = rate.headers() if rate is not None else {}
@@ -307,6 +316,7 @@ oauth2_scheme = OAuth2(
 )
 # Only for the OpenAPI document: ApiRoute does the checking.
 _SECURED = [Security(api_key_header), Security(oauth2_scheme)]
+_DOCUMENTED_ONLY = (api_key_header, oauth2_scheme)
 
 router = APIRouter(prefix="/api/v1", route_class=ApiRoute)
 
@@ -347,9 +357,12 @@ async def create_lead(request: Request) -> Response:
             return lead_service.create_lead(url, clean, source_given)
 
         lead, action = await run_in_threadpool(work)
-    body = LeadResponse(action=action, data=lead).model_dump(mode="json")
-    status = 201 if action == "created" else 200
-    return JSONResponse(body, status_code=status, headers={"Location": f"{request.url.path}/{lead['Id']}"})
+    return Response(
+        LeadResponse(action=action, data=lead).model_dump_json(),
+        status_code=201 if action == "created" else 200,
+        media_type="application/json",
+        headers={"Location": f"{request.url.path}/{lead['Id']}"},
+    )
 
 
 @router.get(
@@ -374,7 +387,7 @@ async def get_lead(request: Request, lead_id: str) -> Response:
             raise lead_service.lead_not_found(lead_id)
     else:
         lead = await run_in_threadpool(lead_service.get_lead, url, lead_id)
-    return JSONResponse(LeadResponse(action="read", data=lead).model_dump(mode="json"))
+    return Response(LeadResponse(action="read", data=lead).model_dump_json(), media_type="application/json")
 
 
 @router.post(
