@@ -8,15 +8,18 @@ process can serve, because every hot-path request holds one for a single round t
 psycopg prepares a statement on the server after it has run a few times, so the planner
 cost is paid once per connection.
 
-A connection that failed or was left inside a transaction is closed, not reused; one that
-sat idle longer than ``IDLE_CHECK_SECONDS`` is pinged before use (the server or a proxy may
-have dropped it meanwhile).
+A connection that failed or was left inside a transaction is closed, not reused. Before an
+idle connection is reused, its socket is polled (no round trip): anything readable means the
+server is ending it (a terminated backend, a restart), so it is closed and another taken.
+One that sat idle longer than ``IDLE_CHECK_SECONDS`` is also pinged (a proxy may have
+dropped it silently).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,6 +66,11 @@ class AsyncPool:
             conn, since = self._idle.pop()  # the most recently used: the warmest, its statements prepared
             if conn.closed or conn.broken:
                 continue
+            if _has_pending_input(conn):
+                # An idle connection has nothing to say unless the server is ending it
+                # (a terminated backend's FATAL message, or end of file): do not use it.
+                await _close_quietly(conn)
+                continue
             if time.monotonic() - since > IDLE_CHECK_SECONDS:
                 try:
                     await conn.execute("SELECT 1")
@@ -77,6 +85,13 @@ class AsyncPool:
         idle, self._idle = self._idle, []
         for conn, _since in idle:
             await _close_quietly(conn)
+
+
+def _has_pending_input(conn: psycopg.AsyncConnection) -> bool:
+    """Whether the socket of an idle connection is readable (one non-blocking poll, no round trip)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 async def _close_quietly(conn: psycopg.AsyncConnection) -> None:

@@ -188,10 +188,10 @@ async def _authenticate(request: Request) -> auth.Principal:
 
 
 async def _authorize(request: Request, protection: Protection) -> RateCount:
-    """Authenticate the request and scope-check it. The request is counted against the
-    credential's limit here, unless its endpoint counts it in its own statement (PostgreSQL);
-    ApiRoute counts any request refused before that, so every request of a credential counts
-    once and a client over its limit always gets 429."""
+    """Authenticate the request and count it against the credential's limit for the route,
+    unless its endpoint counts it in its own statement (PostgreSQL). ApiRoute counts any
+    request refused before that, so every request of a credential counts once and a client
+    over its limit always gets 429."""
     settings = get_settings(request.app)
     principal = await _authenticate(request)
     limit = settings.rate_limit(protection.route, protection.default_limit)
@@ -200,14 +200,17 @@ async def _authorize(request: Request, protection: Protection) -> RateCount:
     request.state.rate = rate
     if not (protection.counts_itself and _is_postgresql(await resolved_database_url(request))):
         await rate.count(request)
-    if protection.scope not in principal.scopes:
+    return rate
+
+
+def _check_scope(principal: auth.Principal, scope: str) -> None:
+    if scope not in principal.scopes:
         raise ApiError(
             403,
             "INSUFFICIENT_SCOPE",
-            f"This credential lacks the {protection.scope!r} scope",
-            {"required": protection.scope, "granted": sorted(principal.scopes)},
+            f"This credential lacks the {scope!r} scope",
+            {"required": scope, "granted": sorted(principal.scopes)},
         )
-    return rate
 
 
 async def _read_body(request: Request, kind: str, max_bytes: int) -> None:
@@ -257,6 +260,7 @@ class ApiRoute(APIRoute):
                 if protection is not None:
                     if protection.scope is not None:
                         rate = await _authorize(request, protection)
+                        _check_scope(rate.principal, protection.scope)
                     if protection.body:
                         await _read_body(request, protection.body, get_settings(request.app).max_body_bytes)
                 response = await handler(request)
