@@ -19,7 +19,7 @@ from hotcrm.api.config import ApiSettings, RateLimit
 from hotcrm.api.pgpool import libpq_conninfo
 from hotcrm.cli import main as cli
 from hotcrm.crm.db import session_scope
-from hotcrm.crm.models import Lead, utcnow
+from hotcrm.crm.models import Contact, Lead, OutboxEvent, utcnow
 from tests.integration.test_api import ALL, LEAD, SETTINGS, Api, assert_error, wait_for_fresh_window
 from tests.support.api_server import ProcessServer
 
@@ -30,21 +30,26 @@ def _lead_count(db_url: str) -> int:
 
 
 def test_every_request_counts_once_and_creation_over_the_limit_writes_nothing(db_url):
-    limits = {"leads.create": RateLimit(3, 3600)}
+    limits = {"leads.create": RateLimit(4, 3600)}
     settings = ApiSettings(jwt_secret="s" * 32, default_rate_limit=RateLimit(100, 60), route_rate_limits=limits)
     api = Api(db_url, settings)
     try:
         wait_for_fresh_window(3600)
+        with session_scope(db_url) as session:
+            session.add(Contact(last_name="Known", email="known@example.com"))
         invalid = api.create({"firstName": "No"})
         assert_error(invalid, 400, "VALIDATION_ERROR")
-        assert invalid.headers["RateLimit-Remaining"] == "2"
+        assert invalid.headers["RateLimit-Remaining"] == "3"
         created = api.create(LEAD)
-        assert created.status_code == 201 and created.headers["RateLimit-Remaining"] == "1"
+        assert created.status_code == 201 and created.headers["RateLimit-Remaining"] == "2"
+        conflict = api.create({**LEAD, "email": "known@example.com"})
+        assert_error(conflict, 409, "CONTACT_EXISTS")
+        assert conflict.headers["RateLimit-Remaining"] == "1"  # counted once
         again = api.create({**LEAD, "email": "second@example.com"})
         assert again.status_code == 201 and again.headers["RateLimit-Remaining"] == "0"
         over = api.create({**LEAD, "email": "third@example.com"})
         assert_error(over, 429, "RATE_LIMITED")
-        assert int(over.headers["Retry-After"]) > 0 and over.headers["RateLimit-Limit"] == "3"
+        assert int(over.headers["Retry-After"]) > 0 and over.headers["RateLimit-Limit"] == "4"
         assert _lead_count(db_url) == 2  # the refused creation wrote nothing
         # Over the limit, 429 wins over whatever else is wrong with the request.
         assert_error(api.create({"firstName": "No"}), 429, "RATE_LIMITED")
@@ -53,9 +58,9 @@ def test_every_request_counts_once_and_creation_over_the_limit_writes_nothing(db
 
         # A credential refused for its scope is counted too (its own counter).
         reader = auth.create_api_key(db_url, "reader", ["leads:read"]).key
-        refused = [api.create({**LEAD, "email": f"r{n}@example.com"}, key=reader) for n in range(4)]
-        assert [r.status_code for r in refused] == [403, 403, 403, 429]
-        assert refused[0].headers["RateLimit-Remaining"] == "2"
+        refused = [api.create({**LEAD, "email": f"r{n}@example.com"}, key=reader) for n in range(5)]
+        assert [r.status_code for r in refused] == [403, 403, 403, 403, 429]
+        assert refused[0].headers["RateLimit-Remaining"] == "3"
         assert _lead_count(db_url) == 2
     finally:
         api.close()
@@ -141,5 +146,35 @@ def test_a_pooled_connection_the_server_dropped_is_replaced(pg_url):
                 time.sleep(0.05)
         assert api.client.get("/crm/leads/x", headers=api.headers()).status_code == 404
         assert api.create(LEAD).status_code == 201
+    finally:
+        api.close()
+
+
+def test_conversion_over_the_limit_writes_nothing(db_url):
+    limits = {"leads.convert": RateLimit(2, 3600)}
+    api = Api(db_url, ApiSettings(jwt_secret="s" * 32, default_rate_limit=RateLimit(100, 60), route_rate_limits=limits))
+    try:
+        wait_for_fresh_window(3600)
+        first = api.create(LEAD).json()["data"]
+        second = api.create({**LEAD, "email": "second@example.com"}).json()["data"]
+        missing = api.convert("no-such-lead")
+        assert_error(missing, 404, "LEAD_NOT_FOUND")
+        assert missing.headers["RateLimit-Remaining"] == "1"
+        converted = api.convert(first["Id"])
+        assert converted.status_code == 200 and converted.headers["RateLimit-Remaining"] == "0"
+        assert_error(api.convert(second["Id"]), 429, "RATE_LIMITED")
+        with session_scope(db_url) as session:
+            statuses = dict(session.execute(select(Lead.id, Lead.status)).all())
+            assert statuses == {first["Id"]: "Converted", second["Id"]: "New"}
+            assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
+            event = session.scalars(select(OutboxEvent)).one()
+        data = converted.json()["data"]
+        assert event.event_type == "lead.converted" and event.payload["data"] == {
+            "leadId": first["Id"],
+            "accountId": data["account"]["Id"],
+            "contactId": data["contact"]["Id"],
+            "opportunityId": data["opportunity"]["Id"],
+            "convertedDate": event.payload["data"]["convertedDate"],
+        }
     finally:
         api.close()

@@ -351,6 +351,8 @@ async def create_lead(request: Request) -> Response:
         async with pg_pool(request, url).connection() as connection:
             decision, lead = await lead_service.create_lead_async(connection, rate.bucket, rate.limit, clean)
         rate.record(decision)
+        if isinstance(lead, ApiError):
+            raise lead
         action = "created"
         if lead is None:  # an open lead to update, or a concurrent insert of that email: the ORM decides
             lead, action = await run_in_threadpool(lead_service.create_lead, url, clean, source_given)
@@ -401,12 +403,27 @@ async def get_lead(request: Request, lead_id: str) -> Response:
     dependencies=_SECURED,
     responses=_errors(400, *_AUTH_ERRORS, 404, 413, 415),
 )
-@protected("leads.convert", "leads:convert", body="json")
-def convert_lead(request: Request, lead_id: str, options: ConvertRequest = Body(...)) -> dict:
+@protected("leads.convert", "leads:convert", body="json", counts_itself=True)
+async def convert_lead(request: Request, lead_id: str, options: ConvertRequest = Body(...)) -> Response:
     """Convert a Lead (scope `leads:convert`) into an Account, a Contact and optionally an Opportunity,
     in one transaction with a `lead.converted` event; 404 LEAD_NOT_FOUND, 400 ALREADY_CONVERTED."""
-    data = lead_service.convert_lead(database_url(request), lead_id, create_opportunity=options.createOpportunity)
-    return {"success": True, "data": data}
+    url = await resolved_database_url(request)
+    rate: RateCount = request.state.rate
+    if rate.decision is None:
+        # PostgreSQL: the count and the whole conversion in one statement, on the event loop.
+        lead_service.check_lead_id(lead_id)
+        async with pg_pool(request, url).connection() as connection:
+            decision, data = await lead_service.convert_lead_async(
+                connection, rate.bucket, rate.limit, lead_id, create_opportunity=options.createOpportunity
+            )
+        rate.record(decision)
+        if isinstance(data, ApiError):
+            raise data
+    else:
+        data = await run_in_threadpool(
+            lead_service.convert_lead, url, lead_id, create_opportunity=options.createOpportunity
+        )
+    return Response(ConvertResponse(data=data).model_dump_json(), media_type="application/json")
 
 
 @router.get(
