@@ -8,8 +8,11 @@ those rows instead of loading them.
 
 Conversion is one transaction (Account, Contact, optional Opportunity, the Lead marked
 Converted and a ``lead.converted`` outbox event): any failure leaves nothing behind. The
-Lead row is locked first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
-IMMEDIATE`` already serialises writers), so two concurrent conversions convert it once.
+Lead row is locked first (``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
+serialises writers), so two concurrent conversions convert it once.
+
+On PostgreSQL the API uses the ``*_async`` functions below instead: each request is one
+statement that also counts it against the rate limit (see the comments there).
 """
 
 from __future__ import annotations
