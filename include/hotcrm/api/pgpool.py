@@ -108,3 +108,10 @@ def pool_for(state, database_url: str, size: int) -> AsyncPool:
     pool = AsyncPool(libpq_conninfo(database_url), size)
     state.hotcrm_pg_pool = (loop, database_url, pool)
     return pool
+
+
+async def close_pool(state) -> None:
+    """Close the idle connections of ``state``'s pool (at server shutdown)."""
+    current = getattr(state, "hotcrm_pg_pool", None)
+    if current is not None and current[0] is asyncio.get_running_loop():
+        await current[2].close()

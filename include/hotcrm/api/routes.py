@@ -7,6 +7,12 @@ against the credential's rate limit for the route, checks the route's scope, the
 content type (415) and the body size (413). So an unauthenticated client learns nothing
 about the body it sent, and every request of a credential counts. Errors are
 ``{"error", "code", "details"?}`` with ``RateLimit-*`` headers where a limit applied.
+
+On PostgreSQL, lead creation, reads and conversions count the request in the same statement
+that does their work (``counts_itself``): ApiRoute then defers the count, and counts any
+request refused before that statement (scope, body, validation) itself, before answering.
+The outcome is the same: each request counted once, 429 before any other refusal. The
+database work of these routes runs on the event loop (:mod:`hotcrm.api.pgpool`).
 """
 
 from __future__ import annotations

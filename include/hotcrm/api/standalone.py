@@ -16,13 +16,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from hotcrm.api import pgpool
 from hotcrm.api.app import create_app
-
-
-@asynccontextmanager
-async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    freeze_startup_heap()
-    yield
 
 
 def freeze_startup_heap() -> None:
@@ -33,8 +28,16 @@ def freeze_startup_heap() -> None:
 
 def create_standalone_app(database_url: str | None = None) -> FastAPI:
     """An outer app that mounts the HotCRM app at ``/hotcrm``."""
-    outer = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=_lifespan)
-    outer.mount("/hotcrm", create_app(database_url))
+    inner = create_app(database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        freeze_startup_heap()
+        yield
+        await pgpool.close_pool(inner.state)
+
+    outer = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    outer.mount("/hotcrm", inner)
     return outer
 
 
