@@ -6,8 +6,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from sqlalchemy import func, select
 
 from hotcrm.api import auth
+from hotcrm.crm.db import session_scope
+from hotcrm.crm.models import Lead
 from tests.integration.test_api import wait_for_fresh_window
 from tests.support.api_server import ProcessServer
 
@@ -56,3 +59,24 @@ def test_uvicorn_with_two_workers_enforces_the_limit_once(db_url):
     assert statuses == [404] * LIMIT + [429] * (20 - LIMIT)
     limited = [r for r in responses if r.status_code == 429]
     assert all(r.json()["code"] == "RATE_LIMITED" and int(r.headers["Retry-After"]) > 0 for r in limited)
+
+
+def test_creation_counts_and_inserts_in_one_statement_across_workers(db_url):
+    """Lead creation counts the request in the statement that inserts the lead: across two
+    workers, exactly LIMIT creations pass and only those leads are written."""
+    key = auth.create_api_key(db_url, "partner", ["leads:write"]).key
+    env = {"HOTCRM_DATABASE_URL": db_url, "HOTCRM_API_RATE_LIMITS": f"leads.create={LIMIT}/{WINDOW}"}
+    with ProcessServer(env, workers=2) as server:
+        wait_for_fresh_window(WINDOW)
+        url = f"{server.base_url}/hotcrm/api/v1/crm/leads"
+
+        def create(n: int) -> httpx.Response:
+            body = {"firstName": "W", "lastName": f"L{n}", "company": "C", "email": f"w{n}@example.com"}
+            with httpx.Client(timeout=30) as client:
+                return client.post(url, json=body, headers={"X-API-Key": key, "Connection": "close"})
+
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(create, range(20)))
+    assert sorted(r.status_code for r in responses) == [201] * LIMIT + [429] * (20 - LIMIT)
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == LIMIT

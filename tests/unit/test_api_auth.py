@@ -102,3 +102,52 @@ def test_short_signing_secrets_are_refused():
     with pytest.raises(ValueError, match="HOTCRM_API_JWT_SECRET: use at least 32 bytes"):
         ApiSettings.from_env({"HOTCRM_API_JWT_SECRET": "short"})
     assert ApiSettings.from_env({"HOTCRM_API_JWT_SECRET": "k" * 32}).jwt_secret == "k" * 32
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_key_cache_lives_its_ttl_and_forgets_revoked_keys():
+    clock = FakeClock()
+    cache = auth.KeyCache(clock=clock)
+    alice = auth.Principal("key", "id-a", "alice", frozenset({"leads:read"}))
+    bob = auth.Principal("key", "id-b", "bob", frozenset({"leads:read"}))
+    cache.put("db", "hash-a", alice, ttl=5)
+    cache.put("db", "hash-b", bob, ttl=5)
+    assert cache.get("db", "hash-a", ttl=5) is alice
+    assert cache.get("other-db", "hash-a", ttl=5) is None  # one cache per database
+    clock.now += 4.9
+    assert cache.get("db", "hash-a", ttl=5) is alice
+    clock.now += 0.1  # verified TTL seconds ago: look it up again (a revocation elsewhere shows now)
+    assert cache.get("db", "hash-a", ttl=5) is None
+    cache.forget("id-b")  # revoked in this process: refused at once
+    assert cache.get("db", "hash-b", ttl=5) is None
+
+
+def test_key_cache_off_and_bounded_and_expiry_checked_on_every_use():
+    clock = FakeClock()
+    cache = auth.KeyCache(clock=clock)
+    principal = auth.Principal("key", "id", "n", frozenset(), utcnow() + timedelta(hours=1))
+    cache.put("db", "h", principal, ttl=0)
+    assert cache.get("db", "h", ttl=0) is None  # TTL 0: no cache at all
+    expiring = auth.Principal("key", "id", "n", frozenset(), utcnow() - timedelta(seconds=1))
+    cache.put("db", "h", expiring, ttl=60)
+    with pytest.raises(ApiError, match="expired") as refused:
+        cache.get("db", "h", ttl=60)  # cached, but the key's own expiry has passed
+    assert (refused.value.status, refused.value.code) == (403, "INVALID_API_KEY")
+    for n in range(auth.KeyCache.MAX_ENTRIES + 1):
+        cache.put("db", f"h{n}", principal, ttl=60)
+    assert len(cache._entries) <= auth.KeyCache.MAX_ENTRIES
+
+
+def test_key_cache_ttl_setting():
+    assert ApiSettings.from_env({}).key_cache_ttl_seconds == 5
+    assert ApiSettings.from_env({"HOTCRM_API_KEY_CACHE_TTL": "0"}).key_cache_ttl_seconds == 0
+    with pytest.raises(ValueError, match="HOTCRM_API_KEY_CACHE_TTL: must be at least 0"):
+        ApiSettings.from_env({"HOTCRM_API_KEY_CACHE_TTL": "-1"})
+    assert ApiSettings.from_env({"HOTCRM_API_DB_POOL_SIZE": "4"}).db_pool_size == 4

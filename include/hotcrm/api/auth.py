@@ -4,6 +4,12 @@ short-lived bearer tokens they get from the client-credentials grant.
 API keys and client secrets are 256-bit random strings shown once; only their SHA-256
 hashes are stored. Bearer tokens are HS256 JWTs with issuer, audience, subject, scopes and a
 short expiry; they are checked without a database round trip.
+
+A process remembers an API key it has verified for ``HOTCRM_API_KEY_CACHE_TTL`` seconds
+(default 5; 0 turns the cache off) in :data:`key_cache`: a key revoked by the CLI or another
+process is refused everywhere at most that long after. A revocation in the same process
+(:func:`revoke_api_key`) takes effect at once, and a key's own expiry is checked on every
+request, cached or not. Unknown keys are never cached.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import hashlib
 import hmac
 import math
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,6 +79,8 @@ class Principal:
     id: str
     name: str
     scopes: frozenset[str]
+    # When the credential stops being valid (an API key's expiry), if it has one.
+    expires_at: datetime | None = None
 
     @property
     def rate_key(self) -> str:
@@ -131,7 +141,9 @@ def list_api_keys(database_url: str) -> list[dict]:
 
 
 def revoke_api_key(database_url: str, key_id: str) -> None:
-    """Revoke an API key at once; LookupError when no key has that id."""
+    """Revoke an API key: at once in this process, within ``HOTCRM_API_KEY_CACHE_TTL`` seconds in
+    the API server processes; LookupError when no key has that id."""
+    key_cache.forget(key_id)
     with session_scope(database_url) as session:
         done = session.execute(
             update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
@@ -143,12 +155,88 @@ def revoke_api_key(database_url: str, key_id: str) -> None:
 def authenticate_api_key(session: Session, key: str) -> Principal:
     """The principal for an ``X-API-Key`` value, or ApiError 403 INVALID_API_KEY (unknown, revoked or expired)."""
     record = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_secret(key))).first()
-    if record is None or record.revoked_at is not None:
+    if record is None:
+        return _key_principal(None)
+    return _key_principal((record.id, record.name, record.scopes, record.expires_at, record.revoked_at))
+
+
+# The columns :func:`_key_principal` reads, for look-ups without the ORM.
+API_KEY_LOOKUP_SQL = "SELECT id, name, scopes, expires_at, revoked_at FROM api_keys WHERE key_hash = %s"
+
+
+def _key_principal(row: tuple | None) -> Principal:
+    """The principal of an ``api_keys`` row (id, name, scopes, expires_at, revoked_at), or ApiError 403."""
+    if row is None or row[4] is not None:
         raise ApiError(403, "INVALID_API_KEY", "The API key is not valid (unknown or revoked)")
-    expires_at = _aware(record.expires_at)
-    if expires_at is not None and expires_at <= utcnow():
+    key_id, name, scopes, expires_at, _revoked_at = row
+    principal = Principal("key", key_id, name, frozenset(scopes.split()), _aware(expires_at))
+    check_key_expiry(principal)
+    return principal
+
+
+def check_key_expiry(principal: Principal) -> None:
+    """ApiError 403 INVALID_API_KEY when the key has expired (cached or not, checked on every request)."""
+    if principal.expires_at is not None and principal.expires_at <= utcnow():
         raise ApiError(403, "INVALID_API_KEY", "The API key has expired; ask an operator for a new one")
-    return Principal("key", record.id, record.name, frozenset(record.scopes.split()))
+
+
+async def authenticate_api_key_async(connection, key: str) -> Principal:
+    """:func:`authenticate_api_key` on an asynchronous psycopg connection (PostgreSQL hot path)."""
+    cursor = await connection.execute(API_KEY_LOOKUP_SQL, (hash_secret(key),))
+    return _key_principal(await cursor.fetchone())
+
+
+class KeyCache:
+    """API keys this process verified lately: key hash -> (principal, time it was verified).
+
+    Entries live ``ttl`` seconds (the caller's setting), so a revocation made elsewhere is
+    seen that much later at most; :meth:`forget` drops a key at once in this process.
+    Bounded: when full it starts over (a cache miss only costs a look-up).
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._entries: dict[tuple[str, str], tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+        self.clock = clock
+
+    def get(self, database_url: str, key_hash: str, ttl: float) -> Principal | None:
+        """The cached principal of a key verified less than ``ttl`` seconds ago (its expiry checked), else None."""
+        if ttl <= 0:
+            return None
+        entry = self._entries.get((database_url, key_hash))
+        if entry is None:
+            return None
+        principal, verified_at = entry
+        if self.clock() - verified_at >= ttl:
+            self._entries.pop((database_url, key_hash), None)
+            return None
+        check_key_expiry(principal)
+        return principal
+
+    def put(self, database_url: str, key_hash: str, principal: Principal, ttl: float) -> None:
+        """Remember a key just verified against the database."""
+        if ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[(database_url, key_hash)] = (principal, self.clock())
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key (by its id) from this process's cache: revoked here, refused here at once."""
+        with self._lock:
+            for cache_key in [k for k, (p, _t) in self._entries.items() if p.id == key_id]:
+                del self._entries[cache_key]
+
+    def clear(self) -> None:
+        """Forget every key."""
+        with self._lock:
+            self._entries.clear()
+
+
+key_cache = KeyCache()
 
 
 # --- OAuth clients and bearer tokens -----------------------------------------------------
@@ -226,6 +314,11 @@ def authenticate_client(session: Session, client_id: str, client_secret: str) ->
 
 
 _signing_cache: dict[str, str] = {}
+
+
+def cached_signing_secret(database_url: str) -> str | None:
+    """The database-kept signing secret if this process has read it already, else None."""
+    return _signing_cache.get(database_url)
 
 
 def signing_secret(database_url: str, settings: ApiSettings) -> str:

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     expiry.add_argument("--expires-at", help="the key stops working at this time (ISO 8601, UTC if no offset)")
     create.set_defaults(handler=_create_key)
     actions.add_parser("list", help="list keys (never the keys themselves)").set_defaults(handler=_list_keys)
-    revoke = actions.add_parser("revoke", help="revoke a key at once")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a key (API servers refuse it within HOTCRM_API_KEY_CACHE_TTL seconds, default 5)"
+    )
     revoke.add_argument("id", help="the key's id (from `apikeys list`)")
     revoke.set_defaults(handler=_revoke_key)
 
@@ -92,7 +94,10 @@ def _list_keys(args) -> int:
 
 def _revoke_key(args) -> int:
     auth.revoke_api_key(args.database_url, args.id)
-    print(f"API key {args.id} revoked")
+    print(
+        f"API key {args.id} revoked; API server processes refuse it within their key cache lifetime "
+        "(HOTCRM_API_KEY_CACHE_TTL, default 5 s)"
+    )
     return 0
 
 

@@ -8,6 +8,8 @@
 | default rate limit | ``HOTCRM_API_RATE_LIMIT`` (``requests/seconds``) | ``100/60`` |
 | per-route limits | ``HOTCRM_API_RATE_LIMITS`` (``leads.create=200/60,leads.convert=20/60``) | none |
 | request body limit | ``HOTCRM_API_MAX_BODY_BYTES`` | 65536 |
+| API-key verification cache (revocation delay) | ``HOTCRM_API_KEY_CACHE_TTL`` (seconds, 0: off) | 5 |
+| PostgreSQL connections per process (async) | ``HOTCRM_API_DB_POOL_SIZE`` | 10 |
 | encryption key(s) of stored tokens | ``HOTCRM_TOKEN_KEY`` (Fernet key; comma-separated to rotate) | none |
 | Salesforce connected app | ``HOTCRM_SALESFORCE_`` + ``LOGIN_URL``, ``CLIENT_ID``, ``CLIENT_SECRET``, |  |
 |  | ``REDIRECT_URI``, ``SCOPE``, ``CA_BUNDLE`` | login.salesforce.com |
@@ -77,6 +79,11 @@ class ApiSettings:
     default_rate_limit: RateLimit = RateLimit(100, 60)
     route_rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     max_body_bytes: int = 64 * 1024
+    # How long a process trusts an API key it has verified: a key revoked elsewhere (the CLI,
+    # another worker) is refused by every process at most this many seconds later. 0: no cache.
+    key_cache_ttl_seconds: float = 5.0
+    # Connections of the asynchronous PostgreSQL pool of each process (the request hot path).
+    db_pool_size: int = 10
     token_key: str | None = field(default=None, repr=False)
     salesforce: SalesforceApp = SalesforceApp()
 
@@ -93,7 +100,7 @@ class ApiSettings:
         """Settings from ``HOTCRM_API_*``, ``HOTCRM_TOKEN_KEY`` and ``HOTCRM_SALESFORCE_*``."""
         env = os.environ if env is None else env
 
-        def integer(name: str, default: int) -> int:
+        def integer(name: str, default: int, minimum: int = 1) -> int:
             raw = env.get(name)
             if not raw:
                 return default
@@ -101,8 +108,8 @@ class ApiSettings:
                 value = int(raw)
             except ValueError:
                 raise ValueError(f"{name}: {raw!r} is not a whole number") from None
-            if value < 1:
-                raise ValueError(f"{name}: must be at least 1, got {value}")
+            if value < minimum:
+                raise ValueError(f"{name}: must be at least {minimum}, got {value}")
             return value
 
         route_limits: dict[str, RateLimit] = {}
@@ -128,6 +135,8 @@ class ApiSettings:
             ),
             route_rate_limits=route_limits,
             max_body_bytes=integer("HOTCRM_API_MAX_BODY_BYTES", 64 * 1024),
+            key_cache_ttl_seconds=integer("HOTCRM_API_KEY_CACHE_TTL", 5, minimum=0),
+            db_pool_size=integer("HOTCRM_API_DB_POOL_SIZE", 10),
             token_key=env.get("HOTCRM_TOKEN_KEY") or None,
             salesforce=SalesforceApp(
                 login_url=(env.get("HOTCRM_SALESFORCE_LOGIN_URL") or "https://login.salesforce.com").rstrip("/"),

@@ -8,8 +8,11 @@ those rows instead of loading them.
 
 Conversion is one transaction (Account, Contact, optional Opportunity, the Lead marked
 Converted and a ``lead.converted`` outbox event): any failure leaves nothing behind. The
-Lead row is locked first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN
-IMMEDIATE`` already serialises writers), so two concurrent conversions convert it once.
+Lead row is locked first (``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
+serialises writers), so two concurrent conversions convert it once.
+
+On PostgreSQL the API uses the ``*_async`` functions below instead: each request is one
+statement that also counts it against the rate limit (see the comments there).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hotcrm.api import ratelimit
 from hotcrm.api.errors import ApiError
 from hotcrm.api.schemas import API_TO_BODY, E164_PATTERN, LEAD_BODY_FIELDS, LeadCreate
 from hotcrm.crm import services
 from hotcrm.crm.db import get_engine, is_postgresql, session_scope
 from hotcrm.crm.events import record_event
-from hotcrm.crm.models import Account, Contact, Lead, Opportunity, api_to_attr, attr_to_api, utcnow
+from hotcrm.crm.models import Account, Contact, Lead, Opportunity, api_to_attr, attr_to_api, new_id, utcnow
 from hotcrm.leads.rules import match_existing, normalize_lead
 
 API_REQUIRED = ("FirstName", "LastName", "Company")
@@ -167,19 +171,9 @@ def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bo
         email = clean.get("Email")
         match = match_existing(session, [email]).get(email) if email else None
         if match is not None and match.kind == "contact":
-            raise ApiError(
-                409,
-                "CONTACT_EXISTS",
-                "A contact with this email already exists; the person is already a customer contact",
-                {"field": "email", "contactId": match.record_id},
-            )
+            raise _contact_exists(match.record_id)
         if match is not None and match.kind == "converted_lead":
-            raise ApiError(
-                409,
-                "LEAD_ALREADY_CONVERTED",
-                "A converted lead has this email; it is not created again",
-                {"field": "email", "leadId": match.record_id},
-            )
+            raise _already_converted(match.record_id)
         if match is not None:
             lead = session.execute(select(Lead).where(Lead.id == match.record_id).with_for_update()).scalar_one()
             if lead.status == "Converted":  # converted between the match and the lock
@@ -189,6 +183,290 @@ def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bo
             return record_to_api(lead), "updated"
         lead = services.create(session, Lead, clean)
         return record_to_api(lead), "created"
+
+
+# --- PostgreSQL hot path: one statement counts the request and does its work ---------------
+#
+# Creation: the rate-limit count, the import's duplicate check by email (Leads and Contacts)
+# and the INSERT in one autocommit statement (data-modifying CTEs see one snapshot and commit
+# together). The lead is inserted only when the request is within its limit and the email is
+# new; ON CONFLICT covers a concurrent insert of the same email after the snapshot. Anything
+# but a plain creation (an open lead to update, a race) goes to the ORM path above, already counted.
+
+_LEAD_COLUMNS = list(Lead.__table__.columns)
+_LEAD_API = [(attr_to_api(c.key), c.key) for c in _LEAD_COLUMNS]
+# (attribute, API name, default: a callable, a constant or None) of every column, in order.
+_LEAD_DEFAULTS = [
+    (
+        column.key,
+        attr_to_api(column.key),
+        None if column.default is None else column.default.arg,
+        column.default is not None and column.default.is_callable,
+    )
+    for column in _LEAD_COLUMNS
+]
+
+
+def _param(column, name: str | None = None) -> str:
+    """The placeholder of a value for ``column`` in an ``INSERT ... SELECT``: typed, so a NULL
+    fits any column. Text is left untyped: assigned to the column, an over-long value is an
+    error (an explicit cast to ``VARCHAR(n)`` would truncate it silently)."""
+    from sqlalchemy import String
+    from sqlalchemy.dialects import postgresql
+
+    placeholder = f"%({name or column.key})s"
+    if isinstance(column.type, String):
+        return placeholder
+    return f"CAST({placeholder} AS {column.type.compile(dialect=postgresql.dialect())})"
+
+
+CREATE_LEAD_SQL = (
+    f"WITH hit AS ({ratelimit.HIT_CTE}), "
+    "found AS ("
+    "SELECT CASE WHEN status = 'Converted' THEN 'converted_lead' ELSE 'lead' END AS kind, id "
+    "FROM leads WHERE email = %(email)s "
+    "UNION ALL SELECT 'contact', id FROM contacts WHERE email = %(email)s), "
+    f"ins AS (INSERT INTO leads ({', '.join(c.name for c in _LEAD_COLUMNS)}) "
+    f"SELECT {', '.join(_param(c) for c in _LEAD_COLUMNS)} FROM hit "
+    "WHERE hit.hits <= %(rl_limit)s AND NOT EXISTS (SELECT 1 FROM found) "
+    "ON CONFLICT (email) DO NOTHING RETURNING 1) "
+    "SELECT hit.hits, (SELECT count(*) FROM ins), found.kind, found.id FROM hit LEFT JOIN found ON true"
+)
+
+READ_LEAD_SQL = (
+    f"WITH hit AS ({ratelimit.HIT_CTE}) "
+    f"SELECT hit.hits, {', '.join(f'l.{c.name}' for c in _LEAD_COLUMNS)} "
+    "FROM hit LEFT JOIN leads l ON l.id = %(lead_id)s"
+)
+
+# Which match decides when an email is found more than once (as the import's match_existing).
+_MATCH_RANK = {"converted_lead": 2, "contact": 1, "lead": 0}
+
+
+def _new_lead_values(clean: dict[str, Any]) -> dict[str, Any]:
+    """Every column's value of a new lead: the clean fields, else the model's defaults (Id, dates...)."""
+    values: dict[str, Any] = {}
+    for attr, name, default, is_callable in _LEAD_DEFAULTS:
+        value = clean.get(name)
+        if value is None and default is not None:
+            value = default(None) if is_callable else default
+        values[attr] = value
+    return values
+
+
+async def create_lead_async(
+    connection, bucket: str, limit, clean: dict[str, Any]
+) -> tuple[ratelimit.RateDecision, dict[str, Any] | ApiError | None]:
+    """Count the request and create the lead in one statement (PostgreSQL, autocommit).
+
+    Returns (rate decision, the new lead by API names); the lead is None when the request is
+    over its limit (nothing written) or when the ORM path must decide (an open lead has that
+    email, or a concurrent request inserted it); an ApiError 409 (to raise once the decision
+    is recorded) for a converted lead or a contact.
+    """
+    key, window_start, now = ratelimit.window(bucket, limit)
+    values = _new_lead_values(clean)
+    params = {**values, **ratelimit.hit_params(key, window_start), "rl_limit": limit.requests}
+    cursor = await connection.execute(CREATE_LEAD_SQL, params)
+    rows = await cursor.fetchall()
+    hits, inserted = rows[0][0], rows[0][1]
+    await ratelimit.after_hit_async(connection, key, window_start, hits, now)
+    decision = ratelimit.decide(limit, hits, window_start, now)
+    if not decision.allowed:
+        return decision, None
+    if inserted:
+        return decision, {name: _plain(values[attr]) for name, attr in _LEAD_API}
+    found = [(kind, record_id) for _h, _i, kind, record_id in rows if kind is not None]
+    if found:
+        kind, record_id = max(found, key=lambda match: _MATCH_RANK[match[0]])
+        if kind == "contact":
+            return decision, _contact_exists(record_id)
+        if kind == "converted_lead":
+            return decision, _already_converted(record_id)
+    return decision, None
+
+
+async def read_lead_async(connection, bucket: str, limit, lead_id: str) -> tuple[ratelimit.RateDecision, dict | None]:
+    """Count the request and read the lead in one statement; (decision, the lead or None when not found)."""
+    key, window_start, now = ratelimit.window(bucket, limit)
+    params = {**ratelimit.hit_params(key, window_start), "lead_id": lead_id}
+    cursor = await connection.execute(READ_LEAD_SQL, params)
+    row = await cursor.fetchone()
+    await ratelimit.after_hit_async(connection, key, window_start, row[0], now)
+    decision = ratelimit.decide(limit, row[0], window_start, now)
+    if row[1] is None:
+        return decision, None
+    return decision, {name: _plain(value) for (name, _attr), value in zip(_LEAD_API, row[1:], strict=True)}
+
+
+def _contact_exists(contact_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "CONTACT_EXISTS",
+        "A contact with this email already exists; the person is already a customer contact",
+        {"field": "email", "contactId": contact_id},
+    )
+
+
+def _already_converted(lead_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "LEAD_ALREADY_CONVERTED",
+        "A converted lead has this email; it is not created again",
+        {"field": "email", "leadId": lead_id},
+    )
+
+
+CONVERSION_EVENT = "lead.converted"
+_CONVERTED_LEAD_COLUMNS = ("first_name", "last_name", "email", "phone", "company", "industry", "website",
+                           "owner_id", "estimated_value")  # fmt: skip
+
+
+def _insert_from(model, prefix: str, expressions: dict[str, str], where: str = "") -> str:
+    """``INSERT INTO <model> ... SELECT ... FROM upd``: ``expressions`` by attribute (SQL over
+    the updated lead ``upd``), every other column with a default from a ``<prefix>_<attr>`` parameter."""
+    columns, values = [], []
+    for column in model.__table__.columns:
+        if column.key in expressions:
+            columns.append(column.name)
+            values.append(expressions[column.key])
+        elif column.default is not None:
+            columns.append(column.name)
+            values.append(_param(column, f"{prefix}_{column.key}"))
+    return f"INSERT INTO {model.__table__.name} ({', '.join(columns)}) SELECT {', '.join(values)} FROM upd{where}"
+
+
+def _defaults(model, prefix: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The ``<prefix>_<attr>`` parameters of :func:`_insert_from`: ``given`` values, else the model's defaults."""
+    params = {}
+    for column in model.__table__.columns:
+        if column.default is not None:
+            value = given.get(column.key)
+            if value is None:
+                value = column.default.arg(None) if column.default.is_callable else column.default.arg
+            params[f"{prefix}_{column.key}"] = value
+    return params
+
+
+# Conversion in one statement: the count, the lead's UPDATE (only if it is not converted yet
+# and the request is within its limit; a concurrent conversion waits for the row and then
+# finds it converted), the Account, Contact and Opportunity made from the updated row, and the
+# outbox event; all or nothing, as the one transaction of the ORM path.
+CONVERT_LEAD_SQL = (
+    f"WITH hit AS ({ratelimit.HIT_CTE}), "
+    "upd AS (UPDATE leads SET status = 'Converted', converted_account_id = %(acc_id)s, "
+    "converted_contact_id = %(con_id)s, converted_opportunity_id = %(opp_id)s, "
+    "converted_date = %(now)s, last_modified_date = %(now)s "
+    "WHERE id = %(lead_id)s AND status <> 'Converted' AND (SELECT hits FROM hit) <= %(rl_limit)s "
+    f"RETURNING {', '.join(_CONVERTED_LEAD_COLUMNS)}), "
+    "acc AS ("
+    + _insert_from(
+        Account, "acc",
+        {"name": "upd.company", "industry": "upd.industry", "phone": "upd.phone", "website": "upd.website",
+         "owner_id": "upd.owner_id"},
+    )
+    + "), con AS ("
+    + _insert_from(
+        Contact, "con",
+        {"first_name": "upd.first_name", "last_name": "upd.last_name", "email": "upd.email", "phone": "upd.phone",
+         "account_id": "%(acc_id)s", "owner_id": "upd.owner_id"},
+    )
+    + "), opp AS ("
+    + _insert_from(
+        Opportunity, "opp",
+        {"name": "upd.company || ' - Opportunity'", "amount": "upd.estimated_value", "account_id": "%(acc_id)s",
+         "contact_id": "%(con_id)s", "owner_id": "upd.owner_id"},
+        " WHERE %(create_opportunity)s",
+    )
+    + "), evt AS (INSERT INTO outbox_events (id, event_type, payload, created_at) "
+    "SELECT %(event_id)s, %(event_type)s, CAST(%(payload)s AS JSON), %(now)s FROM upd) "
+    f"SELECT hit.hits, {', '.join(f'u.{c}' for c in _CONVERTED_LEAD_COLUMNS)}, l.id, l.status, "
+    "l.converted_account_id, l.converted_contact_id, l.converted_opportunity_id "
+    "FROM hit LEFT JOIN upd u ON true LEFT JOIN leads l ON l.id = %(lead_id)s"
+)  # fmt: skip
+
+_CONVERTED_IDS_SQL = (
+    "SELECT status, converted_account_id, converted_contact_id, converted_opportunity_id FROM leads WHERE id = %s"
+)
+
+
+async def convert_lead_async(
+    connection, bucket: str, limit, lead_id: str, *, create_opportunity: bool
+) -> tuple[ratelimit.RateDecision, dict[str, Any] | ApiError]:
+    """Count the request and convert the lead in one statement (PostgreSQL, autocommit):
+    (decision, what was created), or (decision, ApiError 404 LEAD_NOT_FOUND / 400
+    ALREADY_CONVERTED, also for the loser of two concurrent conversions) for the caller to
+    raise once the decision is recorded. Nothing is written over the limit."""
+    key, window_start, now = ratelimit.window(bucket, limit)
+    when = utcnow()
+    account_id, contact_id = new_id(), new_id()
+    opportunity_id = new_id() if create_opportunity else None
+    data = {"leadId": lead_id, "accountId": account_id, "contactId": contact_id,
+            "opportunityId": opportunity_id, "convertedDate": when.isoformat()}  # fmt: skip
+    params = {
+        # Column defaults first, so the ids and times given below win over them.
+        **_defaults(Account, "acc", {"created_date": when, "last_modified_date": when}),
+        **_defaults(Contact, "con", {"created_date": when, "last_modified_date": when}),
+        **_defaults(Opportunity, "opp", {"created_date": when, "last_modified_date": when}),
+        **ratelimit.hit_params(key, window_start),
+        "rl_limit": limit.requests,
+        "lead_id": lead_id,
+        "acc_id": account_id,
+        "con_id": contact_id,
+        "opp_id": opportunity_id,
+        "now": when,
+        "create_opportunity": create_opportunity,
+        "event_id": new_id(),
+        "event_type": CONVERSION_EVENT,
+        "payload": json.dumps({"event": CONVERSION_EVENT, "timestamp": when.isoformat(), "data": data}),
+    }
+    cursor = await connection.execute(CONVERT_LEAD_SQL, params)
+    row = await cursor.fetchone()
+    hits = row[0]
+    await ratelimit.after_hit_async(connection, key, window_start, hits, now)
+    decision = ratelimit.decide(limit, hits, window_start, now)
+    if not decision.allowed:
+        return decision, {}
+    lead = dict(zip(_CONVERTED_LEAD_COLUMNS, row[1:10], strict=True))
+    found_id, status, *converted = row[10:]
+    if lead["last_name"] is None:  # not updated (last_name is NOT NULL): not found, or converted already
+        if found_id is None:
+            return decision, _lead_not_found(lead_id)
+        if status != "Converted":  # converted by a concurrent request after this statement's snapshot
+            cursor = await connection.execute(_CONVERTED_IDS_SQL, (lead_id,))
+            _status, *converted = await cursor.fetchone()
+        return decision, _already_converted_400(lead_id, *converted)
+    account = {"Id": account_id, "Name": lead["company"], "Industry": lead["industry"], "Phone": lead["phone"],
+               "Website": lead["website"], "OwnerId": lead["owner_id"]}  # fmt: skip
+    contact = {"Id": contact_id, "FirstName": lead["first_name"], "LastName": lead["last_name"],
+               "Email": lead["email"], "Phone": lead["phone"], "AccountId": account_id,
+               "OwnerId": lead["owner_id"]}  # fmt: skip
+    opportunity = None
+    if create_opportunity:
+        opportunity = {"Id": opportunity_id, "Name": f"{lead['company']} - Opportunity",
+                       "Stage": params["opp_stage"], "Amount": _plain(lead["estimated_value"]),
+                       "AccountId": account_id, "ContactId": contact_id, "OwnerId": lead["owner_id"]}  # fmt: skip
+    return decision, {"account": account, "contact": contact, "opportunity": opportunity}
+
+
+def _already_converted_400(lead_id: str, account_id, contact_id, opportunity_id) -> ApiError:
+    return ApiError(
+        400,
+        "ALREADY_CONVERTED",
+        f"Lead {lead_id!r} is already converted",
+        {"accountId": account_id, "contactId": contact_id, "opportunityId": opportunity_id},
+    )
+
+
+def check_lead_id(lead_id: str) -> None:
+    """ApiError 404 LEAD_NOT_FOUND for an id no lead can have (too long, NUL, not text)."""
+    if len(lead_id) > MAX_ID_LENGTH or _text_problem(lead_id):
+        raise _lead_not_found(lead_id)
+
+
+def lead_not_found(lead_id: str) -> ApiError:
+    """ApiError 404 LEAD_NOT_FOUND naming the id."""
+    return _lead_not_found(lead_id)
 
 
 def get_lead(database_url: str, lead_id: str) -> dict[str, Any]:
@@ -225,15 +503,8 @@ def convert_lead(database_url: str, lead_id: str, *, create_opportunity: bool) -
         if lead is None:
             raise _lead_not_found(lead_id)
         if lead.status == "Converted":
-            raise ApiError(
-                400,
-                "ALREADY_CONVERTED",
-                f"Lead {lead_id!r} is already converted",
-                {
-                    "accountId": lead.converted_account_id,
-                    "contactId": lead.converted_contact_id,
-                    "opportunityId": lead.converted_opportunity_id,
-                },
+            raise _already_converted_400(
+                lead_id, lead.converted_account_id, lead.converted_contact_id, lead.converted_opportunity_id
             )
         account = services.create(
             session,
@@ -264,7 +535,7 @@ def convert_lead(database_url: str, lead_id: str, *, create_opportunity: bool) -
         session.flush()
         record_event(
             session,
-            "lead.converted",
+            CONVERSION_EVENT,
             {
                 "leadId": lead.id,
                 "accountId": account.id,

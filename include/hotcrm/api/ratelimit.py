@@ -3,7 +3,9 @@ server process (uvicorn workers, the Airflow API server) shares one counter.
 
 A fixed window: the count of ``(bucket, window_start)`` is bumped by one atomic
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (PostgreSQL and SQLite alike), so two
-processes can never both take the last request of a window.
+processes can never both take the last request of a window. On PostgreSQL the REST API's
+hot routes run the same upsert as the first CTE (:data:`HIT_CTE`) of the statement that
+does the request's work, on an asynchronous connection, so counting costs no round trip.
 """
 
 from __future__ import annotations
@@ -51,12 +53,23 @@ class RateDecision:
         return headers
 
 
-def hit(session: Session, bucket: str, limit: RateLimit, *, now: float | None = None) -> RateDecision:
-    """Count one request in ``bucket`` (e.g. ``key:<id>:leads.create``) inside the caller's transaction."""
+def window(bucket: str, limit: RateLimit, now: float | None = None) -> tuple[str, int, float]:
+    """(counter key, window start, now) of a request in ``bucket`` under ``limit``."""
     now = time.time() if now is None else now
     window_start = int(now // limit.seconds) * limit.seconds
     # Windows depend on the period, so a changed limit never reuses an old count.
-    key = f"{bucket}:{limit.seconds}"[:200]
+    return f"{bucket}:{limit.seconds}"[:200], window_start, now
+
+
+def decide(limit: RateLimit, hits: int, window_start: int, now: float) -> RateDecision:
+    """The decision for the ``hits``-th request of the window starting at ``window_start``."""
+    reset_after = max(1, math.ceil(window_start + limit.seconds - now))
+    return RateDecision(hits <= limit.requests, limit, hits, reset_after)
+
+
+def hit(session: Session, bucket: str, limit: RateLimit, *, now: float | None = None) -> RateDecision:
+    """Count one request in ``bucket`` (e.g. ``key:<id>:leads.create``) inside the caller's transaction."""
+    key, window_start, now = window(bucket, limit, now)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = RateLimitCounter.__table__
@@ -71,5 +84,35 @@ def hit(session: Session, bucket: str, limit: RateLimit, *, now: float | None = 
         if random.random() < SWEEP_PROBABILITY:
             # Now and then, every bucket's long-dead windows too (credentials gone quiet, unknown client ids).
             session.execute(delete(table).where(table.c.window_start < now - SWEEP_AGE_SECONDS))
-    reset_after = max(1, math.ceil(window_start + limit.seconds - now))
-    return RateDecision(hits <= limit.requests, limit, hits, reset_after)
+    return decide(limit, hits, window_start, now)
+
+
+# The same count as one PostgreSQL statement, for the asynchronous hot path (hotcrm.api.pgpool);
+# HIT_CTE is also the first part of the statements that count and do a request's work at once.
+HIT_CTE = (
+    "INSERT INTO api_rate_limits AS c (bucket, window_start, hits) VALUES (%(rl_bucket)s, %(rl_window)s, 1) "
+    "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = c.hits + 1 RETURNING c.hits"
+)
+
+
+def hit_params(key: str, window_start: int) -> dict:
+    """The parameters of :data:`HIT_CTE`."""
+    return {"rl_bucket": key, "rl_window": window_start}
+
+
+async def hit_async(connection, bucket: str, limit: RateLimit, *, now: float | None = None) -> RateDecision:
+    """:func:`hit` on an asynchronous psycopg connection in autocommit (PostgreSQL)."""
+    key, window_start, now = window(bucket, limit, now)
+    cursor = await connection.execute(HIT_CTE, hit_params(key, window_start))
+    hits = (await cursor.fetchone())[0]
+    await after_hit_async(connection, key, window_start, hits, now)
+    return decide(limit, hits, window_start, now)
+
+
+async def after_hit_async(connection, key: str, window_start: int, hits: int, now: float) -> None:
+    """The clean-up :func:`hit` does on the first request of a window, on an async connection."""
+    if hits != 1:
+        return
+    await connection.execute("DELETE FROM api_rate_limits WHERE bucket = %s AND window_start < %s", (key, window_start))
+    if random.random() < SWEEP_PROBABILITY:
+        await connection.execute("DELETE FROM api_rate_limits WHERE window_start < %s", (int(now - SWEEP_AGE_SECONDS),))

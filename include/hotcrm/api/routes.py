@@ -7,12 +7,20 @@ against the credential's rate limit for the route, checks the route's scope, the
 content type (415) and the body size (413). So an unauthenticated client learns nothing
 about the body it sent, and every request of a credential counts. Errors are
 ``{"error", "code", "details"?}`` with ``RateLimit-*`` headers where a limit applied.
+
+On PostgreSQL, lead creation, reads and conversions count the request in the same statement
+that does their work (``counts_itself``): ApiRoute then defers the count, and counts any
+request refused before that statement (scope, body, validation) itself, before answering.
+The outcome is the same: each request counted once, 429 before any other refusal. The
+database work of these routes runs on the event loop (:mod:`hotcrm.api.pgpool`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +35,7 @@ from fastapi.security import APIKeyHeader, OAuth2
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hotcrm.api import auth, ratelimit, salesforce_oauth
+from hotcrm.api import auth, pgpool, ratelimit, salesforce_oauth
 from hotcrm.api import leads as lead_service
 from hotcrm.api.app import database_url, error_response
 from hotcrm.api.config import RateLimit, get_settings
@@ -43,38 +51,105 @@ from hotcrm.api.schemas import (
     SalesforceConnected,
     TokenResponse,
 )
-from hotcrm.crm.db import session_scope
+from hotcrm.crm.db import is_postgresql, session_scope
 
 PROTECTION_ATTR = "__hotcrm_protection__"
 
 
 @dataclass(frozen=True)
 class Protection:
-    """What a route needs: a scope (None: no credential), its rate-limit name, the body it takes."""
+    """What a route needs: a scope (None: no credential), its rate-limit name, the body it takes,
+    and whether its endpoint counts the request itself in its own statement (PostgreSQL)."""
 
     route: str
     scope: str | None
     body: str | None = None  # "json", "form" or None
     default_limit: RateLimit | None = None
+    counts_itself: bool = False
 
 
-def protected(route: str, scope: str | None, *, body: str | None = None, limit: RateLimit | None = None):
+def protected(
+    route: str,
+    scope: str | None,
+    *,
+    body: str | None = None,
+    limit: RateLimit | None = None,
+    counts_itself: bool = False,
+):
     """Mark an endpoint with the credential scope and rate-limit route name it needs."""
 
     def mark(endpoint: Callable) -> Callable:
-        setattr(endpoint, PROTECTION_ATTR, Protection(route, scope, body, limit))
+        setattr(endpoint, PROTECTION_ATTR, Protection(route, scope, body, limit, counts_itself))
         return endpoint
 
     return mark
 
 
-def _authorize(request: Request, protection: Protection) -> tuple[auth.Principal | None, dict[str, str]]:
-    """Authenticate, rate-limit and scope-check a request (runs in a worker thread: it hits the database)."""
-    if protection.scope is None:
-        return None, {}
+class RateCount:
+    """One request's rate-limit count: counted once, by :meth:`count` or by an endpoint's own
+    statement (which sets :attr:`decision`); refused with 429 when over the limit."""
+
+    def __init__(self, principal: auth.Principal, route: str, limit: RateLimit) -> None:
+        self.principal = principal
+        self.bucket = f"{principal.rate_key}:{route}"
+        self.limit = limit
+        self.decision: ratelimit.RateDecision | None = None
+
+    def record(self, decision: ratelimit.RateDecision) -> None:
+        """Keep the decision of this request's count; ApiError 429 when it is over the limit."""
+        self.decision = decision
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                f"Rate limit of {self.limit.requests} requests per {self.limit.seconds} s exceeded for this "
+                f"credential; retry in {decision.reset_after} s",
+                headers=decision.headers(),
+            )
+
+    async def count(self, request: Request) -> None:
+        """Count the request now (once), in its own statement."""
+        if self.decision is not None:
+            return
+        url = await resolved_database_url(request)
+        if _is_postgresql(url):
+            async with pg_pool(request, url).connection() as connection:
+                decision = await ratelimit.hit_async(connection, self.bucket, self.limit)
+        else:
+
+            def work() -> ratelimit.RateDecision:
+                with statement_session(url) as session:
+                    return ratelimit.hit(session, self.bucket, self.limit)
+
+            decision = await run_in_threadpool(work)
+        self.record(decision)
+
+    def headers(self) -> dict[str, str]:
+        """The ``RateLimit-*`` headers of the decision, once counted."""
+        return self.decision.headers() if self.decision is not None else {}
+
+
+@functools.lru_cache(maxsize=64)
+def _is_postgresql(url: str) -> bool:
+    return is_postgresql(url)
+
+
+async def resolved_database_url(request: Request) -> str:
+    """:func:`database_url`, resolved off the event loop the first time (it may read an Airflow connection)."""
+    if callable(request.app.state.database_url):
+        return await run_in_threadpool(database_url, request)
+    return request.app.state.database_url
+
+
+def pg_pool(request: Request, url: str) -> pgpool.AsyncPool:
+    """The app's asynchronous PostgreSQL pool for this event loop."""
+    return pgpool.pool_for(request.app.state, url, get_settings(request.app).db_pool_size)
+
+
+async def _authenticate(request: Request) -> auth.Principal:
+    """The caller (``X-API-Key`` or ``Authorization: Bearer``), or ApiError 401/403. API keys
+    verified lately come from the process's cache (``HOTCRM_API_KEY_CACHE_TTL``)."""
     settings = get_settings(request.app)
-    url = database_url(request)
-    limit = settings.rate_limit(protection.route, protection.default_limit)
     authorization = request.headers.get("authorization")
     api_key = request.headers.get("x-api-key")
     if authorization:
@@ -86,38 +161,62 @@ def _authorize(request: Request, protection: Protection) -> tuple[auth.Principal
                 "The Authorization header must be 'Bearer <token>' (or send an API key in X-API-Key)",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        principal = auth.verify_token(auth.signing_secret(url, settings), settings, token.strip())
-        with statement_session(url) as session:
-            decision = ratelimit.hit(session, f"{principal.rate_key}:{protection.route}", limit)
-    elif api_key:
-        with statement_session(url) as session:
-            principal = auth.authenticate_api_key(session, api_key)
-            decision = ratelimit.hit(session, f"{principal.rate_key}:{protection.route}", limit)
-    else:
+        url = await resolved_database_url(request)
+        secret = settings.jwt_secret or auth.cached_signing_secret(url)
+        if secret is None:
+            secret = await run_in_threadpool(auth.signing_secret, url, settings)
+        return auth.verify_token(secret, settings, token.strip())
+    if not api_key:
         raise ApiError(
             401,
             "MISSING_API_KEY",
             "No credential: send an API key in X-API-Key or an OAuth bearer token in Authorization",
             headers={"WWW-Authenticate": 'Bearer realm="hotcrm"'},
         )
-    headers = decision.headers()
-    if not decision.allowed:
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
-            f"Rate limit of {limit.requests} requests per {limit.seconds} s exceeded for this credential; "
-            f"retry in {decision.reset_after} s",
-            headers=headers,
-        )
-    if protection.scope not in principal.scopes:
+    url = await resolved_database_url(request)
+    key_hash = auth.hash_secret(api_key)
+    ttl = settings.key_cache_ttl_seconds
+    principal = auth.key_cache.get(url, key_hash, ttl)
+    if principal is not None:
+        return principal
+    if _is_postgresql(url):
+        async with pg_pool(request, url).connection() as connection:
+            principal = await auth.authenticate_api_key_async(connection, api_key)
+    else:
+
+        def work() -> auth.Principal:
+            with statement_session(url) as session:
+                return auth.authenticate_api_key(session, api_key)
+
+        principal = await run_in_threadpool(work)
+    auth.key_cache.put(url, key_hash, principal, ttl)
+    return principal
+
+
+async def _authorize(request: Request, protection: Protection) -> RateCount:
+    """Authenticate the request and count it against the credential's limit for the route,
+    unless its endpoint counts it in its own statement (PostgreSQL). ApiRoute counts any
+    request refused before that, so every request of a credential counts once and a client
+    over its limit always gets 429."""
+    settings = get_settings(request.app)
+    principal = await _authenticate(request)
+    limit = settings.rate_limit(protection.route, protection.default_limit)
+    rate = RateCount(principal, protection.route, limit)
+    request.state.principal = principal
+    request.state.rate = rate
+    if not (protection.counts_itself and _is_postgresql(await resolved_database_url(request))):
+        await rate.count(request)
+    return rate
+
+
+def _check_scope(principal: auth.Principal, scope: str) -> None:
+    if scope not in principal.scopes:
         raise ApiError(
             403,
             "INSUFFICIENT_SCOPE",
-            f"This credential lacks the {protection.scope!r} scope",
-            {"required": protection.scope, "granted": sorted(principal.scopes)},
-            headers=headers,
+            f"This credential lacks the {scope!r} scope",
+            {"required": scope, "granted": sorted(principal.scopes)},
         )
-    return principal, headers
 
 
 async def _read_body(request: Request, kind: str, max_bytes: int) -> None:
@@ -149,33 +248,52 @@ class ApiRoute(APIRoute):
 
     def get_route_handler(self):
         """The FastAPI handler wrapped with the route's protection."""
-        handler = super().get_route_handler()
+        documented = self.dependant
+        # The security schemes are dependencies for the OpenAPI document only (this wrapper
+        # checks credentials): the handler runs without them, saving their work on every request.
+        self.dependant = dataclasses.replace(
+            documented, dependencies=[d for d in documented.dependencies if d.call not in _DOCUMENTED_ONLY]
+        )
+        try:
+            handler = super().get_route_handler()
+        finally:
+            self.dependant = documented
         protection: Protection | None = getattr(self.endpoint, PROTECTION_ATTR, None)
 
         async def wrapped(request: Request) -> Response:
-            headers: dict[str, str] = {}
+            rate: RateCount | None = None
             try:
                 if protection is not None:
-                    principal, headers = await run_in_threadpool(_authorize, request, protection)
-                    request.state.principal = principal
+                    if protection.scope is not None:
+                        rate = await _authorize(request, protection)
+                        _check_scope(rate.principal, protection.scope)
                     if protection.body:
                         await _read_body(request, protection.body, get_settings(request.app).max_body_bytes)
                 response = await handler(request)
-            except ApiError as exc:
-                return error_response(
-                    exc.status, exc.code, exc.message, exc.details, headers={**headers, **exc.headers}
-                )
-            except RequestValidationError as exc:
+            except (ApiError, RequestValidationError) as exc:
+                error = exc
+                if rate is not None and rate.decision is None:
+                    # Refused before the endpoint counted it: it still counts (and 429 wins).
+                    try:
+                        await rate.count(request)
+                    except ApiError as limited:
+                        error = limited
+                headers = rate.headers() if rate is not None else {}
+                if isinstance(error, ApiError):
+                    return error_response(
+                        error.status, error.code, error.message, error.details, headers={**headers, **error.headers}
+                    )
                 # The app's own answer for an invalid body, plus this credential's rate-limit headers.
                 details = [
                     {
                         "field": lead_service.safe_text(".".join(str(p) for p in err.get("loc", ()) if p != "body")),
                         "message": lead_service.safe_text(str(err.get("msg"))),
                     }
-                    for err in exc.errors()
+                    for err in error.errors()
                 ]
                 return error_response(400, "VALIDATION_ERROR", "The request is not valid", details, headers=headers)
-            response.headers.update(headers)
+            if rate is not None:
+                response.headers.update(rate.headers())
             return response
 
         return wrapped
@@ -208,6 +326,7 @@ oauth2_scheme = OAuth2(
 )
 # Only for the OpenAPI document: ApiRoute does the checking.
 _SECURED = [Security(api_key_header), Security(oauth2_scheme)]
+_DOCUMENTED_ONLY = (api_key_header, oauth2_scheme)
 
 router = APIRouter(prefix="/api/v1", route_class=ApiRoute)
 
@@ -224,21 +343,38 @@ router = APIRouter(prefix="/api/v1", route_class=ApiRoute)
         "requestBody": {"required": True, "content": {"application/json": {"schema": LeadCreate.model_json_schema()}}}
     },
 )
-@protected("leads.create", "leads:write", body="json")
+@protected("leads.create", "leads:write", body="json", counts_itself=True)
 async def create_lead(request: Request) -> Response:
     """Create a Lead (scope `leads:write`) with the lead import's normalization and duplicate rules:
     an email of an open Lead updates it (200), of a converted Lead or a Contact is a 409."""
     raw = await request.body()
-    url = database_url(request)
-
-    def work():
+    url = await resolved_database_url(request)
+    rate: RateCount = request.state.rate
+    lead = None
+    if rate.decision is None:
+        # PostgreSQL: the count, the duplicate check and the INSERT in one statement, on the event loop.
         clean, source_given = lead_service.validate_lead_body(raw)
-        return lead_service.create_lead(url, clean, source_given)
+        async with pg_pool(request, url).connection() as connection:
+            decision, lead = await lead_service.create_lead_async(connection, rate.bucket, rate.limit, clean)
+        rate.record(decision)
+        if isinstance(lead, ApiError):
+            raise lead
+        action = "created"
+        if lead is None:  # an open lead to update, or a concurrent insert of that email: the ORM decides
+            lead, action = await run_in_threadpool(lead_service.create_lead, url, clean, source_given)
+    else:
 
-    lead, action = await run_in_threadpool(work)
-    body = LeadResponse(action=action, data=lead).model_dump(mode="json")
-    status = 201 if action == "created" else 200
-    return JSONResponse(body, status_code=status, headers={"Location": f"{request.url.path}/{lead['Id']}"})
+        def work():
+            clean, source_given = lead_service.validate_lead_body(raw)
+            return lead_service.create_lead(url, clean, source_given)
+
+        lead, action = await run_in_threadpool(work)
+    return Response(
+        LeadResponse(action=action, data=lead).model_dump_json(),
+        status_code=201 if action == "created" else 200,
+        media_type="application/json",
+        headers={"Location": f"{request.url.path}/{lead['Id']}"},
+    )
 
 
 @router.get(
@@ -248,10 +384,22 @@ async def create_lead(request: Request) -> Response:
     dependencies=_SECURED,
     responses=_errors(*_AUTH_ERRORS, 404),
 )
-@protected("leads.read", "leads:read")
-def get_lead(request: Request, lead_id: str) -> dict:
+@protected("leads.read", "leads:read", counts_itself=True)
+async def get_lead(request: Request, lead_id: str) -> Response:
     """A Lead by Id (scope `leads:read`); 404 LEAD_NOT_FOUND."""
-    return {"success": True, "action": "read", "data": lead_service.get_lead(database_url(request), lead_id)}
+    url = await resolved_database_url(request)
+    rate: RateCount = request.state.rate
+    if rate.decision is None:
+        # PostgreSQL: the count and the read in one statement, on the event loop.
+        lead_service.check_lead_id(lead_id)
+        async with pg_pool(request, url).connection() as connection:
+            decision, lead = await lead_service.read_lead_async(connection, rate.bucket, rate.limit, lead_id)
+        rate.record(decision)
+        if lead is None:
+            raise lead_service.lead_not_found(lead_id)
+    else:
+        lead = await run_in_threadpool(lead_service.get_lead, url, lead_id)
+    return Response(LeadResponse(action="read", data=lead).model_dump_json(), media_type="application/json")
 
 
 @router.post(
@@ -261,12 +409,27 @@ def get_lead(request: Request, lead_id: str) -> dict:
     dependencies=_SECURED,
     responses=_errors(400, *_AUTH_ERRORS, 404, 413, 415),
 )
-@protected("leads.convert", "leads:convert", body="json")
-def convert_lead(request: Request, lead_id: str, options: ConvertRequest = Body(...)) -> dict:
+@protected("leads.convert", "leads:convert", body="json", counts_itself=True)
+async def convert_lead(request: Request, lead_id: str, options: ConvertRequest = Body(...)) -> Response:
     """Convert a Lead (scope `leads:convert`) into an Account, a Contact and optionally an Opportunity,
     in one transaction with a `lead.converted` event; 404 LEAD_NOT_FOUND, 400 ALREADY_CONVERTED."""
-    data = lead_service.convert_lead(database_url(request), lead_id, create_opportunity=options.createOpportunity)
-    return {"success": True, "data": data}
+    url = await resolved_database_url(request)
+    rate: RateCount = request.state.rate
+    if rate.decision is None:
+        # PostgreSQL: the count and the whole conversion in one statement, on the event loop.
+        lead_service.check_lead_id(lead_id)
+        async with pg_pool(request, url).connection() as connection:
+            decision, data = await lead_service.convert_lead_async(
+                connection, rate.bucket, rate.limit, lead_id, create_opportunity=options.createOpportunity
+            )
+        rate.record(decision)
+        if isinstance(data, ApiError):
+            raise data
+    else:
+        data = await run_in_threadpool(
+            lead_service.convert_lead, url, lead_id, create_opportunity=options.createOpportunity
+        )
+    return Response(ConvertResponse(data=data).model_dump_json(), media_type="application/json")
 
 
 @router.get(
