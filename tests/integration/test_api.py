@@ -141,6 +141,16 @@ def test_convert_without_opportunity_and_unknown_lead(api):
     assert_error(api.client.get("/crm/leads/no-such-lead", headers=api.headers()), 404, "LEAD_NOT_FOUND")
 
 
+def test_a_company_that_fills_its_column_still_converts(api):
+    company = "C" * 255
+    lead = api.create({"firstName": "Lo", "lastName": "Ng", "company": company}).json()["data"]
+    converted = api.convert(lead["Id"])
+    assert converted.status_code == 200, converted.text
+    name = converted.json()["data"]["opportunity"]["Name"]
+    assert len(name) == 255 and name == "C" * 241 + " - Opportunity"
+    assert converted.json()["data"]["account"]["Name"] == company
+
+
 def test_invalid_lead_lists_every_failing_field(api):
     response = api.create(
         {"firstName": "", "company": 42, "email": "not-an-email", "phone": "12", "shoeSize": 44, "estimatedValue": -5}

@@ -40,6 +40,14 @@ from hotcrm.crm.models import Account, Contact, Lead, Opportunity, api_to_attr, 
 from hotcrm.leads.rules import match_existing, normalize_lead
 
 API_REQUIRED = ("FirstName", "LastName", "Company")
+OPPORTUNITY_SUFFIX = " - Opportunity"
+# A Company may fill its column: cut it so "<Company> - Opportunity" fits the Opportunity's Name.
+OPPORTUNITY_COMPANY_CHARS = Opportunity.__table__.c.name.type.length - len(OPPORTUNITY_SUFFIX)
+
+
+def opportunity_name(company: str) -> str:
+    """``<Company> - Opportunity``, the Company cut so the whole fits the Name column."""
+    return company[:OPPORTUNITY_COMPANY_CHARS] + OPPORTUNITY_SUFFIX
 _E164 = re.compile(E164_PATTERN)
 MAX_ID_LENGTH = 64
 
@@ -374,7 +382,8 @@ CONVERT_LEAD_SQL = (
     + "), opp AS ("
     + _insert_from(
         Opportunity, "opp",
-        {"name": "upd.company || ' - Opportunity'", "amount": "upd.estimated_value", "account_id": "%(acc_id)s",
+        {"name": f"left(upd.company, {OPPORTUNITY_COMPANY_CHARS}) || '{OPPORTUNITY_SUFFIX}'",
+         "amount": "upd.estimated_value", "account_id": "%(acc_id)s",
          "contact_id": "%(con_id)s", "owner_id": "upd.owner_id"},
         " WHERE %(create_opportunity)s",
     )
@@ -443,7 +452,7 @@ async def convert_lead_async(
                "OwnerId": lead["owner_id"]}  # fmt: skip
     opportunity = None
     if create_opportunity:
-        opportunity = {"Id": opportunity_id, "Name": f"{lead['company']} - Opportunity",
+        opportunity = {"Id": opportunity_id, "Name": opportunity_name(lead["company"]),
                        "Stage": params["opp_stage"], "Amount": _plain(lead["estimated_value"]),
                        "AccountId": account_id, "ContactId": contact_id, "OwnerId": lead["owner_id"]}  # fmt: skip
     return decision, {"account": account, "contact": contact, "opportunity": opportunity}
@@ -523,7 +532,7 @@ def convert_lead(database_url: str, lead_id: str, *, create_opportunity: bool) -
             opportunity = services.create(
                 session,
                 Opportunity,
-                {"Name": f"{lead.company} - Opportunity", "Stage": "Prospecting", "Amount": lead.estimated_value,
+                {"Name": opportunity_name(lead.company), "Stage": "Prospecting", "Amount": lead.estimated_value,
                  "AccountId": account.id, "ContactId": contact.id, "OwnerId": lead.owner_id},
             )  # fmt: skip
         now = utcnow()
