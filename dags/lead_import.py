@@ -81,22 +81,9 @@ def lead_import():
     @task(trigger_rule="all_done")
     def summarize(outcomes: list[dict]) -> dict:
         """One line per file, and the totals."""
-        outcomes = list(outcomes or [])
-        totals = {
-            k: sum(o.get(k) or 0 for o in outcomes)
-            for k in ("rows_read", "inserted", "updated", "duplicates", "rejected")
-        }
-        for o in outcomes:
-            print(
-                f"{o['file_name']}: {o['status']} ({o['rows_read']} read, {o['inserted']} inserted, "
-                f"{o['updated']} updated, {o['duplicates']} duplicates, {o['rejected']} rejected); "
-                f"report: {o.get('report_path')}"
-            )
-        return {
-            "files": len(outcomes),
-            "by_status": {s: sum(1 for o in outcomes if o["status"] == s) for s in {o["status"] for o in outcomes}},
-            **totals,
-        }
+        from hotcrm.airflow.leads import summarize_outcomes
+
+        return summarize_outcomes(list(outcomes or []))
 
     summarize(import_file.expand(file_name=find_files()))
 
