@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -90,6 +91,36 @@ def test_rows_are_validated_normalized_and_loaded(db_url, bucket):
     assert "FirstName: is 41 characters long; the limit is 40" in report["5"]["reason"]
     assert report["6"]["reason"] == "FirstName: is required"
     assert report["3"]["Email"] == "not-an-email" and report["4"]["kind"] == "rejected"
+
+
+def test_imported_leads_get_distinct_uuid7_ids_that_count_up_in_email_order(db_url, bucket):
+    run(bucket, db_url, drop(bucket, "first.csv", HEADER + good_rows(30)))
+    run(bucket, db_url, drop(bucket, "second.csv", HEADER + good_rows(30, start=30)))
+
+    rows = leads(db_url)
+    ids = [uuid.UUID(rows[email].id) for email in sorted(rows)]
+    assert len(set(ids)) == 60
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(str(i) == rows[email].id for i, email in zip(ids, sorted(rows), strict=True))
+    by_file = {}
+    for email, i in zip(sorted(rows), ids, strict=True):
+        by_file.setdefault(int(email[len("person") :].split("@")[0]) // 30, []).append(i)
+    for file_ids in by_file.values():  # one prefix per import, the counter in email order
+        assert len({str(i)[:28] for i in file_ids}) == 1
+        assert [int(str(i)[28:], 16) for i in file_ids] == list(range(1, 31))
+    assert {str(i)[:28] for i in by_file[0]} != {str(i)[:28] for i in by_file[1]}
+
+
+def test_loader_id_prefix_is_the_head_of_a_uuid7_at_the_given_millisecond():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=UTC)
+    prefix = loader.id_prefix(now)
+    value = uuid.UUID(prefix + "0000002a")
+    assert value.version == 7 and value.variant == uuid.RFC_4122
+    assert value.int >> 80 == int(now.timestamp() * 1000)
+    assert value.int & 0xFFFF_FFFF == 42
+    assert loader.id_prefix(now) != prefix  # random bits besides the time
 
 
 def test_same_email_twice_later_row_wins_earlier_is_a_duplicate(db_url, bucket):
