@@ -191,19 +191,29 @@ def test_existing_lead_is_updated_contact_and_converted_lead_are_reported(db_url
 
 
 def test_file_failing_the_quality_suite_loads_nothing(db_url, bucket):
-    path = drop(bucket, "junk.csv", HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\n" + good_rows(1))
+    with session_scope(db_url) as session:  # the merge would report this row, and update the Lead
+        session.add(Contact(first_name="Con", last_name="Tact", email="person1@example.com"))
+        session.add(Lead(first_name="Old", last_name="Lead", company="Co", email="person2@example.com"))
+    path = drop(
+        bucket,
+        "junk.csv",
+        HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\nG,H,I,nope-again,,,,\n" + good_rows(3) + good_rows(1),
+    )
     outcome = run(bucket, db_url, path)
 
     assert outcome.status == "failed" and "quality checks" in outcome.error and "EmailValid" in outcome.error
-    assert leads(db_url) == {}
+    assert (outcome.inserted, outcome.updated, outcome.duplicates) == (0, 0, 0)
+    assert set(leads(db_url)) == {"person2@example.com"} and leads(db_url)["person2@example.com"].first_name == "Old"
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(ImportIssue)) == 0
         ledger = session.get(ImportFile, outcome.file_id)
-        assert (ledger.status, ledger.rows_read, ledger.rejected) == ("failed", 3, 2)
+        assert (ledger.status, ledger.rows_read, ledger.rejected) == ("failed", 7, 3)
+        assert (ledger.inserted, ledger.updated, ledger.duplicates) == (0, 0, 0)
     assert (bucket["failed"] / "junk.csv").exists() and not path.exists()
     html = (bucket["failed"] / "junk.csv.report.html").read_text()
     assert "FAILED" in html and "expect_column_mean_to_be_between" in html
-    assert len(rejects(bucket["failed"] / "junk.csv.rejects.csv")) == 2
+    # Only the rows the rules rejected: the duplicate and the Contact's email are the merge's, which never happened.
+    assert [r["kind"] for r in rejects(bucket["failed"] / "junk.csv.rejects.csv")] == ["rejected"] * 3
 
 
 def test_thresholds_come_from_the_suite_file(db_url, bucket):

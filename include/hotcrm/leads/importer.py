@@ -25,6 +25,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,14 +384,15 @@ def _load(
     progress: Callable[[str], None],
 ) -> None:
     """Everything that must commit together: staged rows, issues, leads, ledger, event."""
-    failure = header_map = quality = None
-    emails_unique = False
+    failure = header_map = quality = counts = None
     try:
-        header_map, quality, emails_unique = _read_and_stage(session, spooled, outcome, mapping, suite, progress)
+        header_map, indicators, emails_unique = _read_and_stage(session, spooled, outcome, mapping, suite, progress)
     except FileRejected as exc:
         failure = str(exc)
-    if failure is None and not quality["success"]:
-        failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
+    if failure is None:
+        quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, emails_unique)
+        if not quality["success"]:
+            failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
     outcome.quality = quality
     if failure is not None:
         outcome.status, outcome.error = FAILED, failure
@@ -399,7 +401,6 @@ def _load(
             dest = _destination(failed_dir, source.name, outcome.file_id)
             outcome.report_path = _write_reports(dest, outcome, header_map, session)
         raise _Discard
-    counts = loader.merge(session.connection(), outcome.file_id, utcnow(), emails_unique=emails_unique)
     outcome.inserted, outcome.updated = counts.inserted, counts.updated
     outcome.duplicates = counts.duplicates
     outcome.rejected += counts.matched_elsewhere
@@ -422,6 +423,37 @@ def _load(
         {k: data[k] for k in ("file_id", "file_name", "rows_read", "inserted", "updated", "duplicates", "rejected")},
         event_id=event_id_for(outcome.sha256 or outcome.file_id),
     )
+
+
+def _merge_beside_quality_check(
+    session: Session, outcome: ImportOutcome, suite: dict[str, Any], indicators: tuple, emails_unique: bool
+) -> tuple[dict[str, Any], loader.MergeCounts | None]:
+    """Run the quality suite (Python, ~2 s of it importing Great Expectations) while the merge
+    (database work, the other core) runs in a thread on this transaction's connection; the
+    main thread does not touch the connection until the merge is done. The merge sits in a
+    savepoint: when the file fails its quality checks the merge is rolled back, so the failure
+    report sees the transaction as it was before the merge. Returns the suite's result and the
+    merge's counts (``None`` when the suite failed)."""
+    conn = session.connection()
+    savepoint = conn.begin_nested()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-merge") as pool:
+        merging = pool.submit(loader.merge, conn, outcome.file_id, utcnow(), emails_unique=emails_unique)
+        try:
+            quality = _check_quality(suite, *indicators)
+        except BaseException:
+            wait([merging])
+            savepoint.rollback()
+            raise
+        try:
+            counts = merging.result()
+        except BaseException:
+            savepoint.rollback()
+            raise
+    if not quality["success"]:
+        savepoint.rollback()
+        return quality, None
+    savepoint.commit()
+    return quality, counts
 
 
 def _report_base(outcome: ImportOutcome, directory: Any) -> Any:
@@ -466,8 +498,9 @@ def _read_and_stage(
     mapping: Mapping,
     suite: dict[str, Any],
     progress: Callable[[str], None],
-) -> tuple[HeaderMap, dict[str, Any], bool]:
-    """Parse, validate and stage every record; returns the header map and the suite's result."""
+) -> tuple[HeaderMap, tuple[array, array, array], bool]:
+    """Parse, validate and stage every record; returns the header map, the per-row indicators
+    the quality suite checks, and whether the staged emails are all distinct."""
     conn = session.connection()
     with open_text(spooled.path, spooled.encoding) as text:
         sample = text.read(SNIFF_BYTES)
@@ -529,8 +562,7 @@ def _read_and_stage(
         raise FileRejected("the file has a header row but no leads under it")
     outcome.rows_read, outcome.rejected = rows_read, rejected
     emails_unique = _all_distinct(staged_keys)
-    quality = _check_quality(suite, email_valid, required_empty, email_key)
-    return header_map, quality, emails_unique
+    return header_map, (email_valid, required_empty, email_key), emails_unique
 
 
 @dataclass(frozen=True)
