@@ -20,6 +20,7 @@ import csv
 import html
 import json
 import logging
+import re
 import tempfile
 import time
 import uuid
@@ -61,7 +62,7 @@ from hotcrm.leads.reader import (
     read_header,
     spool,
 )
-from hotcrm.leads.rules import normalize_lead
+from hotcrm.leads.rules import row_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ PROGRESS_EVERY = 100_000
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# What the JSON encoder escapes in a string (ensure_ascii=False): quotes, backslashes, controls.
+_JSON_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
 
 
 class AccountingError(RuntimeError):
@@ -518,15 +521,16 @@ def _read_and_stage(
         email_valid, required_empty, email_key = array("b"), array("b"), array("d")
         staged_keys = array("d")  # email hashes of the staged rows: are any two the same?
         nan = float("nan")
-        columns = list(header_map.columns.items())
-        required = mapping.required
-        defaults = mapping.defaults
-        default_source = defaults.get("LeadSource", "Import")
-        region = mapping.phone_region
+        normalize_row = row_normalizer(
+            header_map.columns.items(),
+            default_source=mapping.defaults.get("LeadSource", "Import"),
+            phone_region=mapping.phone_region,
+            required=mapping.required,
+        )
         email_col = header_map.columns.get("Email")
         plan = _stage_plan(header_map)
         started = time.monotonic()
-        required_columns = [header_map.columns[f] for f in required]
+        required_columns = [header_map.columns[f] for f in mapping.required]
         rows_read = rejected = 0
         for record in iter_records(lines, reader, width):
             rows_read += 1
@@ -538,13 +542,11 @@ def _read_and_stage(
                 issues.append(_issue(outcome.file_id, record.line, f"line {record.line} {record.error}", record.cells))
                 continue
             cells = record.cells
-            values = {f: cells[i] for f, i in columns}
-            clean, errors = normalize_lead(
-                values, default_source=default_source, phone_region=region, required=required
-            )
+            clean, errors = normalize_row(cells)
             is_valid_email = "Email" in clean
             email_valid.append(1 if is_valid_email else 0)
-            required_empty.append(0 if all(cells[i].strip() for i in required_columns) else 1)
+            # No errors means every required field is there (and so its cell is not blank).
+            required_empty.append(0 if not errors or all(cells[i].strip() for i in required_columns) else 1)
             email_key.append(float(hash(clean["Email"]) & 0xFFFFFFFFFFFFF) if is_valid_email else nan)
             if errors:
                 rejected += 1
@@ -597,16 +599,23 @@ def _all_distinct(keys: array) -> bool:
     return len(np.unique(values)) == len(values)
 
 
-def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> tuple:
-    get = clean.get
-    row = [get(f) if f else None for f in plan.fields]
+def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> list:
+    """One staging row (:data:`loader.STAGE_COLUMNS` order) for a valid lead."""
+    row = [line, *map(clean.get, plan.fields), _cells_json(cells)]  # clean.get(None) is None
     for pos, column in plan.defaulted:
         if not cells[column].strip():
-            row[pos] = None
+            row[pos + 1] = None
     for pos in plan.decimal_positions:
-        if row[pos] is not None:
-            row[pos] = str(row[pos])
-    return (line, *row, _encode_json(cells))
+        if row[pos + 1] is not None:
+            row[pos + 1] = str(row[pos + 1])
+    return row
+
+
+def _cells_json(cells: list[str]) -> str:
+    """``_encode_json(cells)``, made by joining when no cell has anything JSON escapes."""
+    if _JSON_ESCAPED.search("".join(cells)) is None:
+        return '["' + '","'.join(cells) + '"]' if cells else "[]"
+    return _encode_json(cells)
 
 
 def _issue(file_id: str, line: int, reason: str, cells: list[str], email: str | None = None) -> dict[str, Any]:

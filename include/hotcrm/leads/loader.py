@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,10 +67,10 @@ class Stager:
         self.postgresql = conn.dialect.name == "postgresql"
         self.batch_size = batch_size or STAGE_BATCH_ROWS
         self.rows = 0
-        self._batch: list[tuple[Any, ...]] = []
+        self._batch: list[Sequence[Any]] = []
 
-    def add(self, row: tuple[Any, ...]) -> None:
-        """Stage one row (a tuple in :data:`STAGE_COLUMNS` order)."""
+    def add(self, row: Sequence[Any]) -> None:
+        """Stage one row (a sequence in :data:`STAGE_COLUMNS` order)."""
         self._batch.append(row)
         if len(self._batch) >= self.batch_size:
             self.flush()
@@ -85,7 +86,7 @@ class Stager:
                     copy.write_row(row)
         else:
             marks = ", ".join("?" for _ in STAGE_COLUMNS)
-            self.conn.exec_driver_sql(f"INSERT INTO {STAGE} VALUES ({marks})", self._batch)
+            self.conn.exec_driver_sql(f"INSERT INTO {STAGE} VALUES ({marks})", [tuple(row) for row in self._batch])
         self.rows += len(self._batch)
         self._batch = []
 
