@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -189,13 +190,19 @@ def row_normalizer(
 
         return generic
 
+    limits = _limits()
+    specs = tuple((f, i, limits[f] or sys.maxsize) for f, i in columns)
+
     def normalize(cells: Sequence[str]) -> tuple[dict[str, Any], list[FieldError]]:
         clean: dict[str, Any] = {}
-        for field, index in columns:
+        short = True  # no value longer than its column (before Email and Phone are normalized)
+        for field, index, limit in specs:
             value = cells[index].strip()
             if value:
                 clean[field] = value
-        return _check_present(clean, [], default_source, phone_region, required)
+                if len(value) > limit:
+                    short = False
+        return _check_present(clean, [], default_source, phone_region, required, short)
 
     return normalize
 
@@ -206,9 +213,18 @@ def _limits() -> dict[str, int]:
 
 
 def _check_present(
-    clean: dict[str, Any], errors: list[FieldError], default_source: str, phone_region: str, required: Iterable[str]
+    clean: dict[str, Any],
+    errors: list[FieldError],
+    default_source: str,
+    phone_region: str,
+    required: Iterable[str],
+    short: bool = False,
 ) -> tuple[dict[str, Any], list[FieldError]]:
-    """The rules on the fields present (trimmed, non-empty, known): the rest of :func:`normalize_lead`."""
+    """The rules on the fields present (trimmed, non-empty, known): the rest of :func:`normalize_lead`.
+
+    ``short``: the caller checked that no value (all strings) is longer than its column, so
+    only the normalized Email and Phone need their lengths checked again.
+    """
     for field in required:
         if field not in clean:
             errors.append(FieldError(field, "is required"))
@@ -232,7 +248,10 @@ def _check_present(
         except (InvalidOperation, ValueError):
             errors.append(FieldError("EstimatedValue", f"{clean.pop('EstimatedValue')!r} is not an amount"))
     limits = _limits()
-    too_long = [f for f, v in clean.items() if limits[f] and isinstance(v, str) and len(v) > limits[f]]
+    if short and len(clean.get("Email", "")) <= limits["Email"] and len(clean.get("Phone", "")) <= limits["Phone"]:
+        too_long = []
+    else:
+        too_long = [f for f, v in clean.items() if limits[f] and isinstance(v, str) and len(v) > limits[f]]
     for field in too_long:
         errors.append(FieldError(field, f"is {len(clean[field])} characters long; the limit is {limits[field]}"))
         clean.pop(field)
