@@ -313,3 +313,14 @@ def test_accounting_mismatch_fails_loudly_and_loads_nothing(db_url, bucket, monk
     assert run(bucket, db_url, path).inserted == 3  # the retry reuses the ledger row
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(ImportFile)) == 1
+
+
+def test_many_ragged_rows_are_all_reported(db_url, bucket):
+    # More than one batch of issues (5,000) from rows the reader rejects: flushed as they come, none lost.
+    ragged = "".join(f"F{i},L{i}\n" for i in range(6_100))
+    outcome = run(bucket, db_url, drop(bucket, "ragged.csv", HEADER + ragged + good_rows(5)))
+
+    assert (outcome.status, outcome.rows_read, outcome.inserted, outcome.rejected) == ("imported", 6_105, 5, 6_100)
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(ImportIssue)) == 6_100
+    assert len(rejects(bucket["processed"] / "ragged.csv.rejects.csv")) == 6_100

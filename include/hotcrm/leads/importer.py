@@ -540,6 +540,8 @@ def _read_and_stage(
             if record.error is not None:
                 rejected += 1
                 issues.append(_issue(outcome.file_id, record.line, f"line {record.line} {record.error}", record.cells))
+                if len(issues) >= 5_000:
+                    _flush_issues(conn, issues)
                 continue
             cells = record.cells
             clean, errors = normalize_row(cells)

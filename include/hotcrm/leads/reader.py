@@ -256,7 +256,7 @@ def map_header(header: list[str], mapping: Mapping) -> HeaderMap:
     return HeaderMap(header, columns, unknown, unused)
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One record of the file: its first line number, its cells, and what is wrong with its shape."""
 
