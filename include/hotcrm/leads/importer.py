@@ -389,7 +389,7 @@ def _load(
     """Everything that must commit together: staged rows, issues, leads, ledger, event."""
     failure = header_map = quality = counts = None
     try:
-        header_map, indicators, emails_unique = _read_and_stage(session, spooled, outcome, mapping, suite, progress)
+        header_map, indicators, emails_unique = _read_and_stage(session, spooled, outcome, mapping, progress)
     except FileRejected as exc:
         failure = str(exc)
     if failure is None:
@@ -499,7 +499,6 @@ def _read_and_stage(
     spooled,
     outcome: ImportOutcome,
     mapping: Mapping,
-    suite: dict[str, Any],
     progress: Callable[[str], None],
 ) -> tuple[HeaderMap, tuple[array, array, array], bool]:
     """Parse, validate and stage every record; returns the header map, the per-row indicators
