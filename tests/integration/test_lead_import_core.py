@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -92,6 +93,36 @@ def test_rows_are_validated_normalized_and_loaded(db_url, bucket):
     assert report["3"]["Email"] == "not-an-email" and report["4"]["kind"] == "rejected"
 
 
+def test_imported_leads_get_distinct_uuid7_ids_that_count_up_in_email_order(db_url, bucket):
+    run(bucket, db_url, drop(bucket, "first.csv", HEADER + good_rows(30)))
+    run(bucket, db_url, drop(bucket, "second.csv", HEADER + good_rows(30, start=30)))
+
+    rows = leads(db_url)
+    ids = [uuid.UUID(rows[email].id) for email in sorted(rows)]
+    assert len(set(ids)) == 60
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(str(i) == rows[email].id for i, email in zip(ids, sorted(rows), strict=True))
+    by_file = {}
+    for email, i in zip(sorted(rows), ids, strict=True):
+        by_file.setdefault(int(email[len("person") :].split("@")[0]) // 30, []).append(i)
+    for file_ids in by_file.values():  # one prefix per import, the counter in email order
+        assert len({str(i)[:28] for i in file_ids}) == 1
+        assert [int(str(i)[28:], 16) for i in file_ids] == list(range(1, 31))
+    assert {str(i)[:28] for i in by_file[0]} != {str(i)[:28] for i in by_file[1]}
+
+
+def test_loader_id_prefix_is_the_head_of_a_uuid7_at_the_given_millisecond():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=UTC)
+    prefix = loader.id_prefix(now)
+    value = uuid.UUID(prefix + "0000002a")
+    assert value.version == 7 and value.variant == uuid.RFC_4122
+    assert value.int >> 80 == int(now.timestamp() * 1000)
+    assert value.int & 0xFFFF_FFFF == 42
+    assert loader.id_prefix(now) != prefix  # random bits besides the time
+
+
 def test_same_email_twice_later_row_wins_earlier_is_a_duplicate(db_url, bucket):
     path = drop(
         bucket,
@@ -160,19 +191,29 @@ def test_existing_lead_is_updated_contact_and_converted_lead_are_reported(db_url
 
 
 def test_file_failing_the_quality_suite_loads_nothing(db_url, bucket):
-    path = drop(bucket, "junk.csv", HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\n" + good_rows(1))
+    with session_scope(db_url) as session:  # the merge would report this row, and update the Lead
+        session.add(Contact(first_name="Con", last_name="Tact", email="person1@example.com"))
+        session.add(Lead(first_name="Old", last_name="Lead", company="Co", email="person2@example.com"))
+    path = drop(
+        bucket,
+        "junk.csv",
+        HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\nG,H,I,nope-again,,,,\n" + good_rows(3) + good_rows(1),
+    )
     outcome = run(bucket, db_url, path)
 
     assert outcome.status == "failed" and "quality checks" in outcome.error and "EmailValid" in outcome.error
-    assert leads(db_url) == {}
+    assert (outcome.inserted, outcome.updated, outcome.duplicates) == (0, 0, 0)
+    assert set(leads(db_url)) == {"person2@example.com"} and leads(db_url)["person2@example.com"].first_name == "Old"
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(ImportIssue)) == 0
         ledger = session.get(ImportFile, outcome.file_id)
-        assert (ledger.status, ledger.rows_read, ledger.rejected) == ("failed", 3, 2)
+        assert (ledger.status, ledger.rows_read, ledger.rejected) == ("failed", 7, 3)
+        assert (ledger.inserted, ledger.updated, ledger.duplicates) == (0, 0, 0)
     assert (bucket["failed"] / "junk.csv").exists() and not path.exists()
     html = (bucket["failed"] / "junk.csv.report.html").read_text()
     assert "FAILED" in html and "expect_column_mean_to_be_between" in html
-    assert len(rejects(bucket["failed"] / "junk.csv.rejects.csv")) == 2
+    # Only the rows the rules rejected: the duplicate and the Contact's email are the merge's, which never happened.
+    assert [r["kind"] for r in rejects(bucket["failed"] / "junk.csv.rejects.csv")] == ["rejected"] * 3
 
 
 def test_thresholds_come_from_the_suite_file(db_url, bucket):
@@ -272,3 +313,14 @@ def test_accounting_mismatch_fails_loudly_and_loads_nothing(db_url, bucket, monk
     assert run(bucket, db_url, path).inserted == 3  # the retry reuses the ledger row
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(ImportFile)) == 1
+
+
+def test_many_ragged_rows_are_all_reported(db_url, bucket):
+    # More than one batch of issues (5,000) from rows the reader rejects: flushed as they come, none lost.
+    ragged = "".join(f"F{i},L{i}\n" for i in range(6_100))
+    outcome = run(bucket, db_url, drop(bucket, "ragged.csv", HEADER + ragged + good_rows(5)))
+
+    assert (outcome.status, outcome.rows_read, outcome.inserted, outcome.rejected) == ("imported", 6_105, 5, 6_100)
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(ImportIssue)) == 6_100
+    assert len(rejects(bucket["processed"] / "ragged.csv.rejects.csv")) == 6_100

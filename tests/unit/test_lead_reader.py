@@ -197,3 +197,46 @@ def test_a_bad_mapping_file_names_the_file_and_entry(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="mapping.json: cannot read the lead mapping"):
         Mapping.load(path)
+
+
+def _records(text: str, delimiter: str, *, line_by_line: bool = False):
+    import io
+
+    from hotcrm.leads import reader as reader_module
+
+    header, lines, reader = read_header(io.StringIO(text, newline=""), delimiter)
+    if not line_by_line:
+        return [(r.line, r.cells, r.error) for r in iter_records(lines, reader, len(header))]
+    records = []  # the record-by-record path alone, as a reference
+    while (record := reader_module._next_record(lines, reader, len(header))) is not reader_module._END:
+        if record is not None:
+            records.append((record.line, record.cells, record.error))
+    return records
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_parsing_gives_what_record_by_record_parsing_gives(seed, monkeypatch):
+    import random
+
+    from hotcrm.leads import reader as reader_module
+
+    rnd = random.Random(seed)
+    delimiter = rnd.choice([",", ";", "\t"])
+    pieces = ["Ada", "", "  ", "O'Brien", 'say "hi"', '"quoted"', '"with\nnewline"', '"open', f"a{delimiter}b", "é"]
+    lines = [delimiter.join(HEADER)]
+    for _ in range(400):
+        kind = rnd.random()
+        if kind < 0.05:
+            lines.append("")
+        elif kind < 0.08:
+            lines.append(delimiter * 3)
+        else:
+            lines.append(delimiter.join(rnd.choice(pieces) for _ in range(rnd.choice([4, 4, 4, 3, 5]))))
+    text = "".join(line + rnd.choice(["\n", "\r\n", "\r\n", "\r"]) for line in lines)
+    if rnd.random() < 0.5:
+        text = text.rstrip("\r\n")
+    expected = _records(text, delimiter, line_by_line=True)
+    assert len(expected) > 300
+    for block_chars in (1, 50, 4096, 1 << 20):
+        monkeypatch.setattr(reader_module, "BLOCK_CHARS", block_chars)
+        assert _records(text, delimiter) == expected, block_chars

@@ -138,3 +138,64 @@ def test_phone_fast_path_agrees_on_random_numbers():
         parts = [digits[:3], digits[3:6], digits[6:]]
         value = fmt.format(*parts) if fmt.count("{}") == 3 else fmt.format(digits)
         assert fast_phone(value) == slow_phone(value), value
+
+
+CELLS = {
+    "FirstName": ["Ada", "  Ada  ", "", "   ", "x" * 40, "x" * 41, "Zoë"],
+    "LastName": ["Lovelace", "", " L ", "y" * 81],
+    "Company": ["Engines", "", "Co, Ltd", "z" * 256],
+    "Email": ["ADA@Example.COM", " a@b.co ", "", "not-an-email", "zoë@example.com", "x@foo.test", "a" * 250 + "@x.com"],
+    "Phone": ["", "(415) 555-0132", "+44 20 7946 0018", "12", "+1 212 555 0100 ext 5", "555-0100"],
+    "LeadSource": ["", "Web", " Partner ", "s" * 101],
+    "Status": ["", "Working", "q" * 41],
+    "EstimatedValue": ["", "1200.5", "1,000", "-3", "abc", "1e20", "NaN", " 7 "],
+    "Title": ["", "CTO", "t" * 129],
+    "Country": ["", "USA"],
+}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_row_normalizer_gives_what_normalize_lead_gives(seed):
+    rnd = random.Random(seed)
+    for _ in range(300):
+        fields = rnd.sample(sorted(CELLS), rnd.randint(1, len(CELLS)))
+        width = len(fields) + rnd.randint(0, 2)
+        positions = rnd.sample(range(width), len(fields))
+        columns = list(zip(fields, positions, strict=True))
+        required = rnd.sample(list(rules.REQUIRED_FIELDS), rnd.randint(0, 4))
+        options = {"default_source": rnd.choice(["Import", "Trade show"]), "phone_region": rnd.choice(["US", "GB"])}
+        normalize = rules.row_normalizer(columns, required=required, **options)
+        for _ in range(5):
+            cells = ["ignored"] * width
+            for field, position in columns:
+                cells[position] = rnd.choice(CELLS[field])
+            expected = rules.normalize_lead({f: cells[i] for f, i in columns}, required=required, **options)
+            clean, errors = normalize(cells)
+            assert list(clean.items()) == list(expected[0].items()), (columns, cells)
+            assert errors == expected[1], (columns, cells)
+
+
+def test_row_normalizer_falls_back_for_unknown_or_repeated_fields():
+    unknown = rules.row_normalizer([("FirstName", 0), ("Nickname", 1)], required=["FirstName"])
+    assert unknown(["Ada", "A"]) == rules.normalize_lead({"FirstName": "Ada", "Nickname": "A"}, required=["FirstName"])
+    repeated = rules.row_normalizer([("FirstName", 0), ("FirstName", 1)], required=[])
+    assert repeated(["Ada", "Grace"])[0]["FirstName"] == "Grace"
+
+
+def test_staged_cells_json_is_what_the_json_encoder_gives():
+    from hotcrm.leads.importer import _cells_json, _encode_json
+
+    rnd = random.Random(5)
+    alphabet = ["a", '"', "\\", "\x00", "\x1f", "\x7f", "é", "\u2028", ",", " ", "\n", "\t", "'"]
+    for _ in range(5_000):
+        cells = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 4))) for _ in range(rnd.randint(0, 5))]
+        assert _cells_json(cells) == _encode_json(cells), cells
+    plain = ["Ada", "Lovelace", "Engines Ltd, London", "ada@example.com", "", "Zoë"]
+    assert _cells_json(plain) == _encode_json(plain)
+    assert importer_module()._JSON_ESCAPED.search("".join(plain)) is None  # the joined fast path is taken
+
+
+def importer_module():
+    from hotcrm.leads import importer
+
+    return importer

@@ -20,11 +20,13 @@ import csv
 import html
 import json
 import logging
+import re
 import tempfile
 import time
 import uuid
 from array import array
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,7 @@ from hotcrm.leads.reader import (
     read_header,
     spool,
 )
-from hotcrm.leads.rules import normalize_lead
+from hotcrm.leads.rules import row_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ PROGRESS_EVERY = 100_000
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# What the JSON encoder escapes in a string (ensure_ascii=False): quotes, backslashes, controls.
+_JSON_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
 
 
 class AccountingError(RuntimeError):
@@ -383,14 +387,15 @@ def _load(
     progress: Callable[[str], None],
 ) -> None:
     """Everything that must commit together: staged rows, issues, leads, ledger, event."""
-    failure = header_map = quality = None
-    emails_unique = False
+    failure = header_map = quality = counts = None
     try:
-        header_map, quality, emails_unique = _read_and_stage(session, spooled, outcome, mapping, suite, progress)
+        header_map, indicators, emails_unique = _read_and_stage(session, spooled, outcome, mapping, progress)
     except FileRejected as exc:
         failure = str(exc)
-    if failure is None and not quality["success"]:
-        failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
+    if failure is None:
+        quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, emails_unique)
+        if not quality["success"]:
+            failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
     outcome.quality = quality
     if failure is not None:
         outcome.status, outcome.error = FAILED, failure
@@ -399,7 +404,6 @@ def _load(
             dest = _destination(failed_dir, source.name, outcome.file_id)
             outcome.report_path = _write_reports(dest, outcome, header_map, session)
         raise _Discard
-    counts = loader.merge(session.connection(), outcome.file_id, utcnow(), emails_unique=emails_unique)
     outcome.inserted, outcome.updated = counts.inserted, counts.updated
     outcome.duplicates = counts.duplicates
     outcome.rejected += counts.matched_elsewhere
@@ -422,6 +426,37 @@ def _load(
         {k: data[k] for k in ("file_id", "file_name", "rows_read", "inserted", "updated", "duplicates", "rejected")},
         event_id=event_id_for(outcome.sha256 or outcome.file_id),
     )
+
+
+def _merge_beside_quality_check(
+    session: Session, outcome: ImportOutcome, suite: dict[str, Any], indicators: tuple, emails_unique: bool
+) -> tuple[dict[str, Any], loader.MergeCounts | None]:
+    """Run the quality suite (Python, ~2 s of it importing Great Expectations) while the merge
+    (database work, the other core) runs in a thread on this transaction's connection; the
+    main thread does not touch the connection until the merge is done. The merge sits in a
+    savepoint: when the file fails its quality checks the merge is rolled back, so the failure
+    report sees the transaction as it was before the merge. Returns the suite's result and the
+    merge's counts (``None`` when the suite failed)."""
+    conn = session.connection()
+    savepoint = conn.begin_nested()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-merge") as pool:
+        merging = pool.submit(loader.merge, conn, outcome.file_id, utcnow(), emails_unique=emails_unique)
+        try:
+            quality = _check_quality(suite, *indicators)
+        except BaseException:
+            wait([merging])
+            savepoint.rollback()
+            raise
+        try:
+            counts = merging.result()
+        except BaseException:
+            savepoint.rollback()
+            raise
+    if not quality["success"]:
+        savepoint.rollback()
+        return quality, None
+    savepoint.commit()
+    return quality, counts
 
 
 def _report_base(outcome: ImportOutcome, directory: Any) -> Any:
@@ -464,10 +499,10 @@ def _read_and_stage(
     spooled,
     outcome: ImportOutcome,
     mapping: Mapping,
-    suite: dict[str, Any],
     progress: Callable[[str], None],
-) -> tuple[HeaderMap, dict[str, Any], bool]:
-    """Parse, validate and stage every record; returns the header map and the suite's result."""
+) -> tuple[HeaderMap, tuple[array, array, array], bool]:
+    """Parse, validate and stage every record; returns the header map, the per-row indicators
+    the quality suite checks, and whether the staged emails are all distinct."""
     conn = session.connection()
     with open_text(spooled.path, spooled.encoding) as text:
         sample = text.read(SNIFF_BYTES)
@@ -485,15 +520,16 @@ def _read_and_stage(
         email_valid, required_empty, email_key = array("b"), array("b"), array("d")
         staged_keys = array("d")  # email hashes of the staged rows: are any two the same?
         nan = float("nan")
-        columns = list(header_map.columns.items())
-        required = mapping.required
-        defaults = mapping.defaults
-        default_source = defaults.get("LeadSource", "Import")
-        region = mapping.phone_region
+        normalize_row = row_normalizer(
+            header_map.columns.items(),
+            default_source=mapping.defaults.get("LeadSource", "Import"),
+            phone_region=mapping.phone_region,
+            required=mapping.required,
+        )
         email_col = header_map.columns.get("Email")
         plan = _stage_plan(header_map)
         started = time.monotonic()
-        required_columns = [header_map.columns[f] for f in required]
+        required_columns = [header_map.columns[f] for f in mapping.required]
         rows_read = rejected = 0
         for record in iter_records(lines, reader, width):
             rows_read += 1
@@ -503,15 +539,15 @@ def _read_and_stage(
             if record.error is not None:
                 rejected += 1
                 issues.append(_issue(outcome.file_id, record.line, f"line {record.line} {record.error}", record.cells))
+                if len(issues) >= 5_000:
+                    _flush_issues(conn, issues)
                 continue
             cells = record.cells
-            values = {f: cells[i] for f, i in columns}
-            clean, errors = normalize_lead(
-                values, default_source=default_source, phone_region=region, required=required
-            )
+            clean, errors = normalize_row(cells)
             is_valid_email = "Email" in clean
             email_valid.append(1 if is_valid_email else 0)
-            required_empty.append(0 if all(cells[i].strip() for i in required_columns) else 1)
+            # No errors means every required field is there (and so its cell is not blank).
+            required_empty.append(0 if not errors or all(cells[i].strip() for i in required_columns) else 1)
             email_key.append(float(hash(clean["Email"]) & 0xFFFFFFFFFFFFF) if is_valid_email else nan)
             if errors:
                 rejected += 1
@@ -529,8 +565,7 @@ def _read_and_stage(
         raise FileRejected("the file has a header row but no leads under it")
     outcome.rows_read, outcome.rejected = rows_read, rejected
     emails_unique = _all_distinct(staged_keys)
-    quality = _check_quality(suite, email_valid, required_empty, email_key)
-    return header_map, quality, emails_unique
+    return header_map, (email_valid, required_empty, email_key), emails_unique
 
 
 @dataclass(frozen=True)
@@ -565,16 +600,23 @@ def _all_distinct(keys: array) -> bool:
     return len(np.unique(values)) == len(values)
 
 
-def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> tuple:
-    get = clean.get
-    row = [get(f) if f else None for f in plan.fields]
+def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> list:
+    """One staging row (:data:`loader.STAGE_COLUMNS` order) for a valid lead."""
+    row = [line, *map(clean.get, plan.fields), _cells_json(cells)]  # clean.get(None) is None
     for pos, column in plan.defaulted:
         if not cells[column].strip():
-            row[pos] = None
+            row[pos + 1] = None
     for pos in plan.decimal_positions:
-        if row[pos] is not None:
-            row[pos] = str(row[pos])
-    return (line, *row, _encode_json(cells))
+        if row[pos + 1] is not None:
+            row[pos + 1] = str(row[pos + 1])
+    return row
+
+
+def _cells_json(cells: list[str]) -> str:
+    """``_encode_json(cells)``, made by joining when no cell has anything JSON escapes."""
+    if _JSON_ESCAPED.search("".join(cells)) is None:
+        return '["' + '","'.join(cells) + '"]' if cells else "[]"
+    return _encode_json(cells)
 
 
 def _issue(file_id: str, line: int, reason: str, cells: list[str], email: str | None = None) -> dict[str, Any]:

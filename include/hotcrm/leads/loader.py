@@ -9,6 +9,9 @@ rest. Nothing is committed here: the file is all-or-nothing in the caller's tran
 
 from __future__ import annotations
 
+import secrets
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,10 +67,10 @@ class Stager:
         self.postgresql = conn.dialect.name == "postgresql"
         self.batch_size = batch_size or STAGE_BATCH_ROWS
         self.rows = 0
-        self._batch: list[tuple[Any, ...]] = []
+        self._batch: list[Sequence[Any]] = []
 
-    def add(self, row: tuple[Any, ...]) -> None:
-        """Stage one row (a tuple in :data:`STAGE_COLUMNS` order)."""
+    def add(self, row: Sequence[Any]) -> None:
+        """Stage one row (a sequence in :data:`STAGE_COLUMNS` order)."""
         self._batch.append(row)
         if len(self._batch) >= self.batch_size:
             self.flush()
@@ -83,7 +86,7 @@ class Stager:
                     copy.write_row(row)
         else:
             marks = ", ".join("?" for _ in STAGE_COLUMNS)
-            self.conn.exec_driver_sql(f"INSERT INTO {STAGE} VALUES ({marks})", self._batch)
+            self.conn.exec_driver_sql(f"INSERT INTO {STAGE} VALUES ({marks})", [tuple(row) for row in self._batch])
         self.rows += len(self._batch)
         self._batch = []
 
@@ -99,15 +102,26 @@ def open_stage(conn: Connection, batch_size: int | None = None) -> Stager:
     return stager
 
 
+def id_prefix(now: datetime) -> str:
+    """The first 28 characters of this import's lead Ids: a UUIDv7 (RFC 9562) whose 48-bit
+    timestamp is the import's millisecond and whose other bits are random, but for the last 32
+    bits, left for a per-row counter (:func:`_new_id_sql`).
+
+    Ids that share a prefix and count up go into the primary-key index side by side, where
+    random UUID4s would land on a random page each (at a million rows, ~40% of the insert).
+    """
+    millis = int(now.timestamp() * 1000) & 0xFFFF_FFFF_FFFF
+    rand_a, rand_b = secrets.randbits(12), secrets.randbits(30)
+    value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | (rand_b << 32)
+    return str(uuid.UUID(int=value))[:28]
+
+
 def _new_id_sql(postgresql: bool) -> str:
+    """A new Lead's Id: the import's prefix and the row's rank in email order, in hex (8 digits)."""
+    rank = "row_number() OVER (ORDER BY w.email)"
     if postgresql:
-        return "gen_random_uuid()::text"
-    # A random UUID4-shaped string, made in SQLite.
-    return (
-        "(lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))),2)"
-        " || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))),2) || '-'"
-        " || lower(hex(randomblob(6))))"
-    )
+        return f"CAST(:id_prefix AS TEXT) || lpad(to_hex({rank}), 8, '0')"
+    return f":id_prefix || printf('%08x', {rank})"
 
 
 def merge(conn: Connection, file_id: str, now: datetime, *, emails_unique: bool = False) -> MergeCounts:
@@ -186,8 +200,9 @@ def merge(conn: Connection, file_id: str, now: datetime, *, emails_unique: bool 
             f"INSERT INTO leads (id, {columns}, created_date, last_modified_date) "
             f"SELECT {_new_id_sql(pg)}, {selected}, :now, :now FROM {winners} w "
             "WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.email = w.email) "
-            "ORDER BY w.email"  # index-friendly order for the unique email index
-        ).bindparams(now_param)
+            "ORDER BY w.email"  # index-friendly order for the unique email index (and the Ids)
+        ).bindparams(now_param),
+        {"id_prefix": id_prefix(now)},
     ).rowcount
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {WINNERS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")

@@ -31,6 +31,8 @@ from hotcrm.settings import CONFIG_DIR
 MAPPING_PATH = CONFIG_DIR / "lead_mapping.json"
 CHUNK = 1 << 20
 SNIFF_BYTES = 64 * 1024
+# Characters of text read at a time when parsing records.
+BLOCK_CHARS = 256 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # A quoted field spanning more lines than this is taken for an unbalanced quote.
@@ -254,7 +256,7 @@ def map_header(header: list[str], mapping: Mapping) -> HeaderMap:
     return HeaderMap(header, columns, unknown, unused)
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One record of the file: its first line number, its cells, and what is wrong with its shape."""
 
@@ -290,6 +292,20 @@ class _Lines:
     def push_back(self, items: list[tuple[int, str]]) -> None:
         self._pending.extendleft(reversed(items))
 
+    @property
+    def pending(self) -> bool:
+        """True when pushed-back lines wait to be read again."""
+        return bool(self._pending)
+
+    def read_block(self, hint: int) -> tuple[int, list[str]]:
+        """The next physical lines (about ``hint`` characters' worth), with the number of the
+        first; only when nothing is pending."""
+        assert not self._pending
+        block = self._text.readlines(hint)
+        first = self._number + 1
+        self._number += len(block)
+        return first, block
+
 
 def read_header(text: io.TextIOBase, delimiter: str) -> tuple[list[str], _Lines, Any]:
     """The header row, and the line source and csv reader positioned after it.
@@ -312,35 +328,71 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
     ``error`` set. When such a record spans several lines (an opening quote that never
     closes swallowed the lines after it), only its first line is rejected and the
     following lines are read again as records of their own.
+
+    Lines are read in blocks; a block without a quote character cannot hold a record that
+    spans lines, so its lines are parsed in one go, each a record. A block with a quote is
+    read record by record, as above.
     """
+    dialect = reader.dialect
+    quote = dialect.quotechar or '"'
     while True:
-        lines.taken.clear()
-        try:
-            row = next(reader)
-            problem = None
-        except StopIteration:
+        if not lines.pending:
+            first, block = lines.read_block(BLOCK_CHARS)
+            if not block:
+                return
+            rows = None
+            if quote not in "".join(block):
+                try:
+                    rows = list(csv.reader(block, dialect))
+                except csv.Error:
+                    rows = None
+            if rows is not None and len(rows) == len(block):
+                for number, row in enumerate(rows, first):
+                    if not "".join(row).strip():  # no cell with anything but whitespace
+                        continue
+                    if len(row) == width:
+                        yield Record(number, row)
+                    else:
+                        yield Record(number, row, f"has {len(row)} fields; the header has {width}")
+                continue
+            lines.push_back(list(enumerate(block, first)))
+        record = _next_record(lines, reader, width)
+        if record is _END:
             return
-        except csv.Error as exc:
-            row, problem = None, f"cannot be parsed ({exc})"
-        taken = list(lines.taken)
-        if not taken:
-            return
-        first_line = taken[0][0]
-        if row is not None and not any(cell.strip() for cell in row) and len(taken) == 1:
-            continue
-        if row is not None and len(row) == width and len(taken) <= MAX_RECORD_LINES:
-            yield Record(first_line, row)
-            continue
-        if len(taken) > 1 and (row is None or len(row) != width or len(taken) > MAX_RECORD_LINES):
-            # Most likely an unbalanced quote: reject the first line, read the rest again.
-            lines.push_back(taken[1:])
-            raw = taken[0][1].rstrip("\r\n")
-            cells = next(csv.reader([raw], delimiter=reader.dialect.delimiter, strict=False), [raw])
-            yield Record(first_line, cells, "has an unbalanced quote (a field opens a quote that never closes)")
-            continue
-        if problem is None:
-            problem = f"has {len(row)} fields; the header has {width}"
-        yield Record(first_line, row or [taken[0][1].rstrip("\r\n")], problem)
+        if record is not None:
+            yield record
+
+
+_END = Record(0, [])
+
+
+def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
+    """The next record read line by line (``None`` for a blank line, ``_END`` at the end)."""
+    lines.taken.clear()
+    try:
+        row = next(reader)
+        problem = None
+    except StopIteration:
+        return _END
+    except csv.Error as exc:
+        row, problem = None, f"cannot be parsed ({exc})"
+    taken = list(lines.taken)
+    if not taken:
+        return _END
+    first_line = taken[0][0]
+    if row is not None and not any(cell.strip() for cell in row) and len(taken) == 1:
+        return None
+    if row is not None and len(row) == width and len(taken) <= MAX_RECORD_LINES:
+        return Record(first_line, row)
+    if len(taken) > 1 and (row is None or len(row) != width or len(taken) > MAX_RECORD_LINES):
+        # Most likely an unbalanced quote: reject the first line, read the rest again.
+        lines.push_back(taken[1:])
+        raw = taken[0][1].rstrip("\r\n")
+        cells = next(csv.reader([raw], delimiter=reader.dialect.delimiter, strict=False), [raw])
+        return Record(first_line, cells, "has an unbalanced quote (a field opens a quote that never closes)")
+    if problem is None:
+        problem = f"has {len(row)} fields; the header has {width}"
+    return Record(first_line, row or [taken[0][1].rstrip("\r\n")], problem)
 
 
 def copy_to(source: Any, dest: Any) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -162,6 +163,68 @@ def normalize_lead(
         if value is None or value == "":
             continue
         clean[field] = value
+    return _check_present(clean, errors, default_source, phone_region, required)
+
+
+def row_normalizer(
+    columns: Iterable[tuple[str, int]],
+    *,
+    default_source: str = "Import",
+    phone_region: str = DEFAULT_PHONE_REGION,
+    required: Iterable[str] = REQUIRED_FIELDS,
+) -> Callable[[Sequence[str]], tuple[dict[str, Any], list[FieldError]]]:
+    """:func:`normalize_lead` for the rows of one file, worked out once for its columns.
+
+    ``columns`` are (API field, cell index) pairs; the returned function takes a row's cells
+    (strings, as the csv module gives them) and gives what ``normalize_lead({field: cells[index] ...})`` gives, without
+    building that dict or re-checking the field names for every row.
+    """
+    columns = tuple(columns)
+    required = tuple(required)
+    fields = [f for f, _ in columns]
+    if len(set(fields)) != len(fields) or not _WRITABLE.issuperset(fields):
+
+        def generic(cells: Sequence[str]) -> tuple[dict[str, Any], list[FieldError]]:
+            values = {f: cells[i] for f, i in columns}
+            return normalize_lead(values, default_source=default_source, phone_region=phone_region, required=required)
+
+        return generic
+
+    limits = _limits()
+    specs = tuple((f, i, limits[f] or sys.maxsize) for f, i in columns)
+
+    def normalize(cells: Sequence[str]) -> tuple[dict[str, Any], list[FieldError]]:
+        clean: dict[str, Any] = {}
+        short = True  # no value longer than its column (before Email and Phone are normalized)
+        for field, index, limit in specs:
+            value = cells[index].strip()
+            if value:
+                clean[field] = value
+                if len(value) > limit:
+                    short = False
+        return _check_present(clean, [], default_source, phone_region, required, short)
+
+    return normalize
+
+
+@functools.cache
+def _limits() -> dict[str, int]:
+    return {field: _max_length(field) or 0 for field in WRITABLE_FIELDS}
+
+
+def _check_present(
+    clean: dict[str, Any],
+    errors: list[FieldError],
+    default_source: str,
+    phone_region: str,
+    required: Iterable[str],
+    short: bool = False,
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """The rules on the fields present (trimmed, non-empty, known): the rest of :func:`normalize_lead`.
+
+    ``short``: the caller checked that no value (all strings) is longer than its column, so
+    only the normalized Email and Phone need their lengths checked again.
+    """
     for field in required:
         if field not in clean:
             errors.append(FieldError(field, "is required"))
@@ -184,11 +247,14 @@ def normalize_lead(
             clean["EstimatedValue"] = amount.quantize(Decimal("0.01"))
         except (InvalidOperation, ValueError):
             errors.append(FieldError("EstimatedValue", f"{clean.pop('EstimatedValue')!r} is not an amount"))
-    for field, value in list(clean.items()):
-        limit = _max_length(field)
-        if isinstance(value, str) and limit and len(value) > limit:
-            errors.append(FieldError(field, f"is {len(value)} characters long; the limit is {limit}"))
-            clean.pop(field)
+    limits = _limits()
+    if short and len(clean.get("Email", "")) <= limits["Email"] and len(clean.get("Phone", "")) <= limits["Phone"]:
+        too_long = []
+    else:
+        too_long = [f for f, v in clean.items() if limits[f] and isinstance(v, str) and len(v) > limits[f]]
+    for field in too_long:
+        errors.append(FieldError(field, f"is {len(clean[field])} characters long; the limit is {limits[field]}"))
+        clean.pop(field)
     clean.setdefault("LeadSource", default_source)
     clean.setdefault("Status", "New")
     return clean, errors
