@@ -283,10 +283,7 @@ def _already_imported(
             **previous.counts(),
         )
         if processed_dir is not None and previous.report_path:
-            dest = _report_base(outcome, processed_dir)
-            copy_to(source, dest)
-            source.unlink()
-            outcome.archived_path = str(dest)
+            _move(source, _report_base(outcome, processed_dir), outcome)
         log.info("%s was imported already (file_id %s); archived it", source.name, previous.id)
         return outcome
     error = (
@@ -319,9 +316,7 @@ def _archive_failed(source: Any, database_url: str, outcome: ImportOutcome, fail
         return
     dest = _destination(failed_dir, source.name, outcome.file_id)
     outcome.report_path = _write_reports(dest, outcome, None, None)
-    copy_to(source, dest)
-    source.unlink()
-    outcome.archived_path = str(dest)
+    _move(source, dest, outcome)
     with session_scope(database_url) as session:
         session.execute(
             update(ImportFile).where(ImportFile.id == outcome.file_id).values(report_path=outcome.report_path)
@@ -370,6 +365,7 @@ def _import(
 
 
 def _move(source: Any, dest: Any, outcome: ImportOutcome) -> None:
+    """Move ``source`` to ``dest`` (copy then delete: the bucket may be S3) and note where it went."""
     copy_to(source, dest)
     source.unlink()
     outcome.archived_path = str(dest)
@@ -732,23 +728,13 @@ def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
         ("sha256", outcome.sha256 or ""),
     ]
     rows = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in facts)
+    from hotcrm.quality import html_page, render_section
+
     quality = ""
     if outcome.quality is not None:
-        from hotcrm.quality import render_html
-
-        body = render_html(_result_from_dict(outcome.quality), title="Quality checks")
-        quality = body.split("<body>", 1)[1].rsplit("</body>", 1)[0]
-    title = esc(f"Lead import: {outcome.file_name}")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-.ok{{background:#eaffea}}.fail{{background:#ffecec}}</style>
-</head><body><h1>{title}</h1>
-<table>{rows}</table>
-{quality}
-</body></html>
-"""
+        quality = render_section(_result_from_dict(outcome.quality), "Quality checks")
+    title = f"Lead import: {outcome.file_name}"
+    return html_page(title, f"<h1>{esc(title)}</h1>\n<table>{rows}</table>\n{quality}")
 
 
 def _col(report: dict[str, Any], field_name: str) -> str:

@@ -129,8 +129,25 @@ def _quiet_progress_bars(context) -> None:
         pass
 
 
-def render_html(result: QualityResult, title: str | None = None) -> str:
-    """A self-contained HTML report of a result (every value escaped)."""
+_REPORT_STYLE = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+.ok{background:#eaffea}.fail{background:#ffecec}"""
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page in the reports' style: ``title`` is plain text (escaped
+    here), ``body`` is HTML the caller has escaped."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_REPORT_STYLE}</style>
+</head><body>{body}
+</body></html>
+"""
+
+
+def render_section(result: QualityResult, heading: str) -> str:
+    """A result as HTML to put in a page: the heading, the verdict and one row per expectation
+    (every value escaped)."""
     esc = html.escape
     rows = "\n".join(
         f"<tr class='{'ok' if o.success else 'fail'}'><td>{'✔' if o.success else '✘'}</td>"
@@ -138,18 +155,17 @@ def render_html(result: QualityResult, title: str | None = None) -> str:
         f"<td>{esc(json.dumps(o.observed, default=str))}</td></tr>"
         for o in result.outcomes
     )
-    heading = esc(title or f"Data quality: {result.suite}")
     verdict = "passed" if result.success else "FAILED"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{heading}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-.ok{{background:#eaffea}}.fail{{background:#ffecec}}</style>
-</head><body><h1>{heading}</h1>
+    return f"""<h1>{esc(heading)}</h1>
 <p>Suite <b>{esc(result.suite)}</b>: <b>{verdict}</b>
 ({result.statistics.get("successful_expectations", "?")} of {result.statistics.get("evaluated_expectations", "?")}
 expectations met)</p>
 <table><tr><th></th><th>expectation</th><th>arguments</th><th>observed</th></tr>
 {rows}
-</table></body></html>
-"""
+</table>"""
+
+
+def render_html(result: QualityResult, title: str | None = None) -> str:
+    """A self-contained HTML report of a result (every value escaped)."""
+    heading = title or f"Data quality: {result.suite}"
+    return html_page(heading, render_section(result, heading))
