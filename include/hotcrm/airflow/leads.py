@@ -78,18 +78,17 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
     return result
 
 
-COUNT_KEYS = ("rows_read", "inserted", "updated", "duplicates", "rejected")
-
-
 def summarize_outcomes(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``summarize`` task: logs one line per file and returns the run's totals by status."""
+    from hotcrm.leads.models import COUNT_FIELDS
+
     outcomes = [o for o in (outcomes or []) if o]
     for o in outcomes:
         log.info(
             "%s: %s (%s read, %s inserted, %s updated, %s duplicates, %s rejected); report: %s",
             o["file_name"],
             o["status"],
-            *(o.get(k) or 0 for k in COUNT_KEYS),
+            *(o.get(k) or 0 for k in COUNT_FIELDS),
             o.get("report_path"),
         )
     by_status: dict[str, int] = {}
@@ -98,5 +97,5 @@ def summarize_outcomes(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "files": len(outcomes),
         "by_status": by_status,
-        **{k: sum(o.get(k) or 0 for o in outcomes) for k in COUNT_KEYS},
+        **{k: sum(o.get(k) or 0 for o in outcomes) for k in COUNT_FIELDS},
     }

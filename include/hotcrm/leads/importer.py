@@ -40,6 +40,7 @@ from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
 from hotcrm.leads import loader
 from hotcrm.leads.models import (
+    COUNT_FIELDS,
     DUPLICATE,
     FAILED,
     IMPORTED,
@@ -224,7 +225,7 @@ def _claim(database_url: str, source: Any, spooled) -> tuple[ImportFile, ImportF
         ledger.size, ledger.sha256, ledger.encoding = spooled.size, spooled.sha256, spooled.encoding
         ledger.status = DUPLICATE if previous is not None else PROCESSING
         ledger.started_at, ledger.finished_at, ledger.error = utcnow(), None, None
-        for counter in ("rows_read", "inserted", "updated", "duplicates", "rejected"):
+        for counter in COUNT_FIELDS:
             setattr(ledger, counter, 0)
         session.flush()
         return ledger, previous
@@ -419,7 +420,7 @@ def _load(
     record_event(
         session,
         "lead.imported",
-        {k: data[k] for k in ("file_id", "file_name", "rows_read", "inserted", "updated", "duplicates", "rejected")},
+        {k: data[k] for k in ("file_id", "file_name", *COUNT_FIELDS)},
         event_id=event_id_for(outcome.sha256 or outcome.file_id),
     )
 

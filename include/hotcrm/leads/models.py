@@ -27,6 +27,8 @@ IMPORTED = "imported"
 FAILED = "failed"
 DUPLICATE = "duplicate"
 FILE_STATUSES = (RECEIVED, PROCESSING, IMPORTED, FAILED, DUPLICATE)
+# A file's row counts: rows_read = inserted + updated + duplicates + rejected.
+COUNT_FIELDS = ("rows_read", "inserted", "updated", "duplicates", "rejected")
 
 # Issue kinds.
 REJECTED = "rejected"
@@ -69,13 +71,7 @@ class ImportFile(Base):
 
     def counts(self) -> dict[str, int]:
         """The row counts, as the task returns them."""
-        return {
-            "rows_read": self.rows_read,
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-        }
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
 
 
 class ImportIssue(Base):

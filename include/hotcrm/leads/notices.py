@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hotcrm.leads.models import COUNT_FIELDS
 from hotcrm.settings import CONFIG_DIR
 
 NOTICES_CONFIG = CONFIG_DIR / "lead_import_notices.json"
@@ -77,9 +78,7 @@ def summary_text(outcome: dict[str, Any], issues: list[str]) -> tuple[str, str]:
         body.append(f"Read as: {outcome['encoding']}, delimiter {outcome.get('delimiter')!r}")
     body.append(
         "Rows: {rows_read} read, {inserted} inserted, {updated} updated, {duplicates} duplicates, "
-        "{rejected} rejected".format(
-            **{k: outcome.get(k, 0) for k in ("rows_read", "inserted", "updated", "duplicates", "rejected")}
-        )
+        "{rejected} rejected".format(**{k: outcome.get(k, 0) for k in COUNT_FIELDS})
     )
     if outcome.get("unknown_columns"):
         body.append("Columns not imported (unknown): " + ", ".join(outcome["unknown_columns"]))
