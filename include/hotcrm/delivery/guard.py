@@ -88,8 +88,7 @@ def check_addresses(host: str, addresses: list[str], allow: tuple[str, ...]) -> 
 
 async def check_destination(url: str, allow: tuple[str, ...], cache: dict[str, list[str]] | None = None) -> None:
     """Resolve the URL's host and refuse it unless every address is public or allowed."""
-    host, port = check_url_syntax(url)
-    host = host.lower()
+    host, port = check_url_syntax(url)  # urlsplit lower-cases the host: the pinned backend's key
     if cache is not None and host in cache:
         addresses = cache[host]
     else:
