@@ -293,15 +293,21 @@ def test_rejects_file_neutralizes_formulas(db_url, bucket):
     assert [neutralize(v) for v in ("+1", "\tx", "\rx", "ok", None)] == ["'+1", "'\tx", "'\rx", "ok", ""]
 
 
-def test_accounting_mismatch_fails_loudly_and_loads_nothing(db_url, bucket, monkeypatch):
-    real_merge = loader.merge
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])
+def test_accounting_mismatch_fails_loudly_and_loads_nothing(db_url, bucket, monkeypatch, direct):
+    monkeypatch.setattr(importer, "DIRECT_LOAD", direct)
+    real_merge, real_count = loader.merge, loader.Stager._count
 
     def lossy_merge(conn, file_id, now, **kwargs):
         counts = real_merge(conn, file_id, now, **kwargs)
         counts.inserted -= 1  # as if a row had vanished
         return counts
 
+    def lossy_count(self, rows):
+        real_count(self, rows - 1)
+
     monkeypatch.setattr(loader, "merge", lossy_merge)
+    monkeypatch.setattr(loader.Stager, "_count", lossy_count)
     path = drop(bucket, "count.csv", HEADER + good_rows(3))
     with pytest.raises(AccountingError, match=r"rows read 3 != inserted 2 \+ updated 0"):
         run(bucket, db_url, path)
@@ -310,6 +316,7 @@ def test_accounting_mismatch_fails_loudly_and_loads_nothing(db_url, bucket, monk
         row = session.scalar(select(ImportFile))
         assert row.status == "failed" and "rows read 3" in row.error
     monkeypatch.setattr(loader, "merge", real_merge)
+    monkeypatch.setattr(loader.Stager, "_count", real_count)
     assert run(bucket, db_url, path).inserted == 3  # the retry reuses the ledger row
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(ImportFile)) == 1

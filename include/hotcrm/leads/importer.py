@@ -20,6 +20,7 @@ import csv
 import html
 import json
 import logging
+import os
 import re
 import tempfile
 import time
@@ -28,9 +29,12 @@ from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -39,6 +43,7 @@ from hotcrm.crm.db import session_scope
 from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
 from hotcrm.leads import loader
+from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, has_unusual, parse_text
 from hotcrm.leads.models import (
     COUNT_FIELDS,
     DUPLICATE,
@@ -52,14 +57,17 @@ from hotcrm.leads.models import (
 from hotcrm.leads.reader import (
     DELIMITER_NAMES,
     SNIFF_BYTES,
+    Block,
     FileRejected,
     HeaderMap,
     Mapping,
+    TextBlock,
     copy_to,
     detect_delimiter,
-    iter_records,
+    iter_blocks,
     map_header,
     open_text,
+    ragged,
     read_header,
     spool,
 )
@@ -69,6 +77,12 @@ log = logging.getLogger(__name__)
 
 SUITE_NAME = "lead_file"
 PROGRESS_EVERY = 100_000
+# Characters of quote-free lines parsed and checked together (the columnar rules' batch).
+TEXT_BATCH_CHARS = 4 * 1024 * 1024
+_KEY_MASK = 0xFFFFFFFFFFFFF  # email hashes as exact float64s for the quality suite
+_NAN = float("nan")
+# Try loading a file straight into leads first (see hotcrm.leads.loader).
+DIRECT_LOAD = True
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -164,6 +178,9 @@ def import_lead_file(
     """
     mapping = mapping or Mapping.load()
     suite = suite or load_suite()
+    from hotcrm.quality import warm_up
+
+    warm_up()  # the quality suite runs after the reading: its imports load meanwhile
     progress = progress or log.info
     name = source.name
     with tempfile.TemporaryDirectory(prefix="hotcrm-lead-import-", dir=work_dir) as tmp:
@@ -366,10 +383,26 @@ def _import(
 
 
 def _move(source: Any, dest: Any, outcome: ImportOutcome) -> None:
-    """Move ``source`` to ``dest`` (copy then delete: the bucket may be S3) and note where it went."""
-    copy_to(source, dest)
-    source.unlink()
+    """Move ``source`` to ``dest`` and note where it went: renamed on a local disk, else copied
+    then deleted (the bucket may be S3)."""
+    local_source, local_dest = _local_path(source), _local_path(dest)
+    try:
+        if local_source is None or local_dest is None:
+            raise OSError("not on a local disk")
+        os.replace(local_source, local_dest)
+    except OSError:  # another filesystem (or object storage): copy, then delete
+        copy_to(source, dest)
+        source.unlink()
     outcome.archived_path = str(dest)
+
+
+def _local_path(path: Any) -> Path | None:
+    """The local file behind ``path`` (a ``Path`` or a ``file://`` ObjectStoragePath), else None."""
+    if isinstance(path, Path):
+        return path
+    if getattr(path, "protocol", None) in ("file", "local"):
+        return Path(path.path)
+    return None
 
 
 def _load(
@@ -386,11 +419,20 @@ def _load(
     """Everything that must commit together: staged rows, issues, leads, ledger, event."""
     failure = header_map = quality = counts = None
     try:
-        header_map, indicators, emails_unique = _read_and_stage(session, spooled, outcome, mapping, progress)
+        try:
+            header_map, indicators, staged = _read_and_stage(
+                session, spooled, outcome, mapping, progress, direct=DIRECT_LOAD
+            )
+        except loader.DirectLoadAbandoned as exc:
+            progress(f"{outcome.file_name}: {exc}; reading it again to load it through the staging table")
+            header_map, indicators, staged = _read_and_stage(session, spooled, outcome, mapping, progress)
     except FileRejected as exc:
         failure = str(exc)
     if failure is None:
-        quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, emails_unique)
+        if staged.direct:  # loaded already: nothing to merge beside the quality suite
+            quality, counts = _check_quality(suite, *indicators), loader.MergeCounts(staged.rows, 0, 0, 0)
+        else:
+            quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, staged)
         if not quality["success"]:
             failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
     outcome.quality = quality
@@ -426,7 +468,7 @@ def _load(
 
 
 def _merge_beside_quality_check(
-    session: Session, outcome: ImportOutcome, suite: dict[str, Any], indicators: tuple, emails_unique: bool
+    session: Session, outcome: ImportOutcome, suite: dict[str, Any], indicators: tuple, staged: _Staged
 ) -> tuple[dict[str, Any], loader.MergeCounts | None]:
     """Run the quality suite (Python, ~2 s of it importing Great Expectations) while the merge
     (database work, the other core) runs in a thread on this transaction's connection; the
@@ -437,7 +479,14 @@ def _merge_beside_quality_check(
     conn = session.connection()
     savepoint = conn.begin_nested()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-merge") as pool:
-        merging = pool.submit(loader.merge, conn, outcome.file_id, utcnow(), emails_unique=emails_unique)
+        merging = pool.submit(
+            loader.merge,
+            conn,
+            outcome.file_id,
+            staged.now,
+            emails_unique=staged.emails_unique,
+            defaults=staged.defaults,
+        )
         try:
             quality = _check_quality(suite, *indicators)
         except BaseException:
@@ -497,10 +546,18 @@ def _read_and_stage(
     outcome: ImportOutcome,
     mapping: Mapping,
     progress: Callable[[str], None],
-) -> tuple[HeaderMap, tuple[array, array, array], bool]:
+    *,
+    direct: bool = False,
+) -> tuple[HeaderMap, tuple[array, array, array], _Staged]:
     """Parse, validate and stage every record; returns the header map, the per-row indicators
-    the quality suite checks, and whether the staged emails are all distinct."""
+    the quality suite checks, and what the merge needs to know.
+
+    ``direct``: load the valid rows straight into ``leads`` (see :mod:`hotcrm.leads.loader`),
+    in a savepoint; :class:`loader.DirectLoadAbandoned` (after rolling it back) when that
+    cannot give the right result.
+    """
     conn = session.connection()
+    savepoint = conn.begin_nested() if direct else None
     with open_text(spooled.path, spooled.encoding) as text:
         sample = text.read(SNIFF_BYTES)
         if not sample.strip():
@@ -511,58 +568,249 @@ def _read_and_stage(
         header, lines, reader = read_header(text, delimiter)
         header_map = map_header(header, mapping)
         outcome.unknown_columns, outcome.unused_columns = header_map.unknown, header_map.unused
-        width = len(header)
-        stager = loader.open_stage(conn)
-        issues: list[dict[str, Any]] = []
-        email_valid, required_empty, email_key = array("b"), array("b"), array("d")
-        staged_keys = array("d")  # email hashes of the staged rows: are any two the same?
-        nan = float("nan")
-        normalize_row = row_normalizer(
+        rows = _RowLoader(conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct)
+        try:
+            texts: list[TextBlock] = []
+            chars = 0
+            for item in iter_blocks(lines, reader, len(header)):
+                if isinstance(item, TextBlock):
+                    texts.append(item)
+                    chars += sum(map(len, item.lines))
+                    if chars >= TEXT_BATCH_CHARS:
+                        rows.text(texts)
+                        texts, chars = [], 0
+                    continue
+                if texts:
+                    rows.text(texts)
+                    texts, chars = [], 0
+                if isinstance(item, Block):
+                    rows.block(item)
+                elif item.error is not None:
+                    rows.shape_error(item.line, item.cells, item.error)
+                else:
+                    rows.row(item.line, item.cells)
+            if texts:
+                rows.text(texts)
+            rows.finish()
+            if direct:
+                rows.stager.check_direct()
+        except BaseException as exc:
+            rows.stager.close(discard=True)
+            if savepoint is not None:
+                savepoint.rollback()
+            if direct and _refused_by_unique_index(exc):
+                raise loader.DirectLoadAbandoned("an email of the file is already a Lead's") from None
+            raise
+    if savepoint is not None:
+        savepoint.commit()
+    if rows.read == 0:
+        raise FileRejected("the file has a header row but no leads under it")
+    outcome.rows_read, outcome.rejected = rows.read, rows.rejected
+    stager = rows.stager
+    staged = _Staged(direct, rows.keys.distinct, stager.rows, stager.now, stager.defaults)
+    return header_map, (rows.email_valid, rows.required_empty, rows.email_key), staged
+
+
+def _refused_by_unique_index(exc: BaseException) -> bool:
+    """True for a unique violation (PostgreSQL's COPY raises psycopg's, SQLite SQLAlchemy's)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(exc, "sqlstate", None) == "23505"
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """How the valid rows went in, and what :func:`loader.merge` needs to know."""
+
+    direct: bool  # straight into leads: nothing to merge
+    emails_unique: bool  # no two valid rows have the same email
+    rows: int  # valid rows sent
+    now: datetime  # the import's timestamp for created / modified dates
+    defaults: tuple[str, str]  # LeadSource and Status for a new Lead without them
+
+
+class _EmailKeys:
+    """The email hashes of the rows sent so far: is each new one distinct from all before?
+
+    A sorted array (8 bytes a row) and a small set for rows that come one at a time. Equal
+    hashes of different emails count as a repeat: the staged merge then finds the truth.
+    """
+
+    def __init__(self) -> None:
+        self.sorted = np.empty(0, dtype=np.int64)
+        self.recent: set[int] = set()
+        self.distinct = True
+
+    def _seen(self, keys: np.ndarray) -> np.ndarray:
+        position = np.minimum(np.searchsorted(self.sorted, keys), max(len(self.sorted) - 1, 0))
+        found = self.sorted[position] == keys if len(self.sorted) else np.zeros(len(keys), dtype=bool)
+        if self.recent:
+            found |= np.isin(keys, np.fromiter(self.recent, dtype=np.int64, count=len(self.recent)))
+        return found
+
+    def add(self, key: int) -> bool:
+        """Note one hash; False when it was seen before."""
+        new = key not in self.recent and not self._seen(np.array([key], dtype=np.int64))[0]
+        self.recent.add(key)
+        if len(self.recent) >= 4_096:
+            self._fold(np.empty(0, dtype=np.int64))
+        self.distinct &= new
+        return new
+
+    def add_many(self, keys: np.ndarray) -> bool:
+        """Note a batch of hashes; False when one was seen before or is in the batch twice."""
+        unique = np.unique(keys)
+        new = len(unique) == len(keys) and not self._seen(unique).any()
+        self._fold(unique)
+        self.distinct &= new
+        return new
+
+    def _fold(self, unique: np.ndarray) -> None:
+        recent = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
+        self.recent = set()
+        # Sorted runs: the stable sort (timsort) merges them in about one pass.
+        self.sorted = np.sort(np.concatenate([self.sorted, np.sort(recent), unique]), kind="stable")
+
+
+class _RowLoader:
+    """Validates and stages one file's records, keeping the counts and the quality indicators.
+
+    Batches of rows go through :class:`~hotcrm.leads.columnar.ColumnarRules` first; the rows
+    it does not pass as plain (errors, blank lines, unusual values) come to :meth:`row`, the
+    rules one row at a time.
+    """
+
+    def __init__(
+        self,
+        conn,
+        outcome: ImportOutcome,
+        header_map: HeaderMap,
+        mapping: Mapping,
+        width: int,
+        delimiter: str,
+        progress: Callable[[str], None],
+        *,
+        direct: bool = False,
+    ) -> None:
+        self.conn, self.outcome, self.width, self.delimiter, self.progress = conn, outcome, width, delimiter, progress
+        defaults = (mapping.defaults.get("LeadSource", "Import"), mapping.defaults.get("Status", "New"))
+        self.stager = loader.open_stage(conn, direct=direct, now=utcnow(), defaults=defaults)
+        self.direct = direct
+        self.keys = _EmailKeys()
+        self.issues: list[dict[str, Any]] = []
+        self.email_valid, self.required_empty, self.email_key = array("b"), array("b"), array("d")
+        self.read = self.rejected = 0
+        self.started = time.monotonic()
+        self.normalize = row_normalizer(
             header_map.columns.items(),
             default_source=mapping.defaults.get("LeadSource", "Import"),
             phone_region=mapping.phone_region,
             required=mapping.required,
         )
-        email_col = header_map.columns.get("Email")
-        plan = _stage_plan(header_map)
-        started = time.monotonic()
-        required_columns = [header_map.columns[f] for f in mapping.required]
-        rows_read = rejected = 0
-        for record in iter_records(lines, reader, width):
-            rows_read += 1
-            if rows_read % PROGRESS_EVERY == 0:
-                rate = rows_read / max(time.monotonic() - started, 1e-9)
-                progress(f"{outcome.file_name}: {rows_read:,} rows read ({rate:,.0f} rows/s)")
-            if record.error is not None:
-                rejected += 1
-                issues.append(_issue(outcome.file_id, record.line, f"line {record.line} {record.error}", record.cells))
-                if len(issues) >= 5_000:
-                    _flush_issues(conn, issues)
-                continue
-            cells = record.cells
-            clean, errors = normalize_row(cells)
-            is_valid_email = "Email" in clean
-            email_valid.append(1 if is_valid_email else 0)
-            # No errors means every required field is there (and so its cell is not blank).
-            required_empty.append(0 if not errors or all(cells[i].strip() for i in required_columns) else 1)
-            email_key.append(float(hash(clean["Email"]) & 0xFFFFFFFFFFFFF) if is_valid_email else nan)
-            if errors:
-                rejected += 1
-                reason = "; ".join(str(e) for e in errors)
-                email = clean.get("Email") or (cells[email_col].strip()[:255] if email_col is not None else None)
-                issues.append(_issue(outcome.file_id, record.line, reason, cells, email))
-                if len(issues) >= 5_000:
-                    _flush_issues(conn, issues)
-                continue
-            stager.add(_stage_row(record.line, clean, plan, cells))
-            staged_keys.append(email_key[-1])
-        stager.flush()
-        _flush_issues(conn, issues)
-    if rows_read == 0:
-        raise FileRejected("the file has a header row but no leads under it")
-    outcome.rows_read, outcome.rejected = rows_read, rejected
-    emails_unique = _all_distinct(staged_keys)
-    return header_map, (email_valid, required_empty, email_key), emails_unique
+        self.columnar = ColumnarRules(
+            header_map.columns,
+            width,
+            loader.LEAD_COLUMNS,
+            phone_region=mapping.phone_region,
+            required=mapping.required,
+        )
+        self.email_col = header_map.columns.get("Email")
+        self.plan = _stage_plan(header_map)
+        self.required_columns = [header_map.columns[f] for f in mapping.required]
+
+    def _repeated(self, line: int | None = None) -> None:
+        if self.direct:
+            where = f"line {line}" if line is not None else "a line"
+            raise loader.DirectLoadAbandoned(f"{where} repeats the email of an earlier line")
+
+    def _count(self, rows: int = 1) -> None:
+        before, self.read = self.read, self.read + rows
+        if self.read // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            rate = self.read / max(time.monotonic() - self.started, 1e-9)
+            self.progress(f"{self.outcome.file_name}: {self.read:,} rows read ({rate:,.0f} rows/s)")
+
+    def _reject(self, issue: dict[str, Any]) -> None:
+        self.rejected += 1
+        self.issues.append(issue)
+        if len(self.issues) >= 5_000:
+            self.stager.add_issues(self.issues)
+            self.issues = []
+
+    def shape_error(self, line: int, cells: list[str], error: str) -> None:
+        """A record whose shape is wrong (ragged, unbalanced quote): rejected as it is."""
+        self._count()
+        self._reject(_issue(self.outcome.file_id, line, f"line {line} {error}", cells))
+
+    def row(self, line: int, cells: list[str]) -> None:
+        """One record of the header's width, through the per-row rules (a blank one is skipped)."""
+        if not "".join(cells).strip():
+            return
+        self._count()
+        clean, errors = self.normalize(cells)
+        is_valid_email = "Email" in clean
+        self.email_valid.append(1 if is_valid_email else 0)
+        # No errors means every required field is there (and so its cell is not blank).
+        self.required_empty.append(0 if not errors or all(cells[i].strip() for i in self.required_columns) else 1)
+        key = hash(clean["Email"]) & _KEY_MASK if is_valid_email else None
+        self.email_key.append(_NAN if key is None else float(key))
+        if errors:
+            reason = "; ".join(str(e) for e in errors)
+            email = clean.get("Email") or (cells[self.email_col].strip()[:255] if self.email_col is not None else None)
+            self._reject(_issue(self.outcome.file_id, line, reason, cells, email))
+            return
+        if not self.keys.add(key):
+            self._repeated(line)
+        self.stager.add(_stage_row(line, clean, self.plan, cells))
+
+    def text(self, blocks: list[TextBlock]) -> None:
+        """Consecutive blocks of lines without quotes: parsed by Arrow, checked column-wise."""
+        text = "".join(line for block in blocks for line in block.lines)
+        parsed = parse_text(text, sum(len(b.lines) for b in blocks), self.delimiter, self.width)
+        first = blocks[0].first
+        for offset, line_text in parsed.others:
+            cells = next(csv.reader([line_text], delimiter=self.delimiter), [])
+            if "".join(cells).strip():
+                self.shape_error(first + offset, cells, ragged(len(cells), self.width))
+        self.rows(parsed.cells, parsed.offsets + first, plain_text=not has_unusual(text, self.delimiter))
+
+    def block(self, block: Block) -> None:
+        """Lines parsed by the csv module, each one record."""
+        numbers, good = [], []
+        for number, cells in enumerate(block.rows, block.first):
+            if len(cells) == self.width:
+                numbers.append(number)
+                good.append(cells)
+            elif "".join(cells).strip():
+                self.shape_error(number, cells, ragged(len(cells), self.width))
+        self.rows(cells_from_rows(good, self.width), np.array(numbers, dtype=np.int64))
+
+    def rows(self, cells: list, lines, *, plain_text: bool = False) -> None:
+        """Rows of the header's width given column-wise, with their line numbers."""
+        result = self.columnar.apply(cells, plain_text=plain_text)
+        plain = result.plain
+        count = len(result.emails)
+        if count:
+            self._count(count)
+            self.email_valid.frombytes(b"\x01" * count)
+            self.required_empty.frombytes(bytes(count))
+            keys = np.fromiter(map(hash, result.emails), dtype=np.int64, count=count) & _KEY_MASK
+            self.email_key.frombytes(keys.astype(np.float64).tobytes())
+            if not self.keys.add_many(keys):
+                self._repeated()
+            line = pa.array(lines[plain], pa.int32())
+            self.stager.add_columns([line, *(result.values[c] for c in loader.LEAD_COLUMNS), result.raw])
+        if count < len(plain):
+            others = np.flatnonzero(~plain)
+            take = pa.array(others)
+            columns = [c.take(take).to_pylist() for c in cells]
+            for number, row_cells in zip(lines[others].tolist(), zip(*columns, strict=True), strict=True):
+                self.row(number, list(row_cells))
+
+    def finish(self) -> None:
+        """Send what is still buffered and wait until the database has it all."""
+        self.stager.add_issues(self.issues)
+        self.issues = []
+        self.stager.close()
 
 
 @dataclass(frozen=True)
@@ -588,15 +836,6 @@ def _stage_plan(header_map: HeaderMap) -> _StagePlan:
     return _StagePlan(fields, defaulted, decimals)
 
 
-def _all_distinct(keys: array) -> bool:
-    """True when no two staged emails are the same (equal hashes may be a collision: then False,
-    and the duplicate pass runs and finds the truth)."""
-    import numpy as np
-
-    values = np.frombuffer(keys, dtype=np.float64) if len(keys) else np.array([], dtype=np.float64)
-    return len(np.unique(values)) == len(values)
-
-
 def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> list:
     """One staging row (:data:`loader.STAGE_COLUMNS` order) for a valid lead."""
     row = [line, *map(clean.get, plan.fields), _cells_json(cells)]  # clean.get(None) is None
@@ -618,12 +857,6 @@ def _cells_json(cells: list[str]) -> str:
 
 def _issue(file_id: str, line: int, reason: str, cells: list[str], email: str | None = None) -> dict[str, Any]:
     return {"file_id": file_id, "line_number": line, "kind": REJECTED, "reason": reason, "email": email, "raw": cells}
-
-
-def _flush_issues(conn, issues: list[dict[str, Any]]) -> None:
-    if issues:
-        conn.execute(ImportIssue.__table__.insert(), issues)
-        issues.clear()
 
 
 def _check_quality(

@@ -1,21 +1,34 @@
-"""Bulk loading of validated leads: a staging table, then set-based SQL.
+"""Bulk loading of validated leads: straight into ``leads``, or a staging table and set-based SQL.
 
-Valid rows go into a temporary staging table (PostgreSQL: ``COPY``; SQLite: batched
-``executemany``), all inside the caller's transaction. :func:`merge` then works out, in
-SQL, the in-file duplicates (the later line wins), the emails that belong to a Contact or
-a converted Lead (reported, not created), updates the Leads that exist and inserts the
+Most files bring only new, distinct emails. Those are loaded *directly*: each batch goes
+into ``leads`` as it is read (PostgreSQL: ``COPY``; SQLite: ``executemany``), from a worker
+thread so the database works while the next batch is read, with Ids made of the import's
+prefix and the line number. A direct load holds only while that is the right result: an
+email already in the CRM (the unique index refuses it), one that belongs to a Contact, or
+one seen twice in the file abandons it (:class:`DirectLoadAbandoned`); the caller rolls it
+back and loads the file *staged*.
+
+Staged, valid rows go into a temporary staging table, and :func:`merge` then works out,
+in SQL, the in-file duplicates (the later line wins), the emails that belong to a Contact
+or a converted Lead (reported, not created), updates the Leads that exist and inserts the
 rest. Nothing is committed here: the file is all-or-nothing in the caller's transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
+import threading
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, DateTime, bindparam, text
 
 STAGE = "hotcrm_lead_stage"
@@ -39,10 +52,20 @@ LEAD_COLUMNS = (
     "owner_id",
 )
 STAGE_COLUMNS = ("line", *LEAD_COLUMNS, "raw")
+# The columns a direct load writes into ``leads``.
+DIRECT_COLUMNS = ("id", *LEAD_COLUMNS, "created_date", "last_modified_date")
+ISSUE_COLUMNS = ("file_id", "line_number", "kind", "reason", "email", "raw")
+# LeadSource and Status of a new Lead whose cells are empty (the mapping file may change them).
+DEFAULTS = ("Import", "New")
 # Rows per COPY / executemany batch: large enough to amortize a round trip, small enough to keep memory flat.
 STAGE_BATCH_ROWS = 20_000
 # Columns an update may overwrite only when the file has a value (an absent cell keeps the CRM's).
 _UPDATABLE = tuple(c for c in LEAD_COLUMNS if c != "email")
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+class DirectLoadAbandoned(Exception):
+    """The file cannot go straight into ``leads``; the message says why. Roll back and stage it."""
 
 
 @dataclass
@@ -56,18 +79,41 @@ class MergeCounts:
 
 
 class Stager:
-    """Buffers staged rows and sends them in batches; create with :func:`open_stage`.
+    """Sends valid rows, and rejected rows' issues, in batches; create with :func:`open_stage`.
 
-    Batches keep memory flat, and leave the connection free between them (a PostgreSQL
-    connection in ``COPY`` can run nothing else) for the caller's other statements.
+    Rows go to the staging table, or with ``direct`` straight into ``leads``. Batches keep
+    memory flat. On PostgreSQL they go out from one worker thread, in order, while the
+    caller reads on (at most two batches wait); :meth:`sync` waits for them and re-raises
+    the first failure. The caller must not use the connection until :meth:`close`.
     """
 
-    def __init__(self, conn: Connection, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        batch_size: int | None = None,
+        *,
+        direct: bool = False,
+        now: datetime | None = None,
+        defaults: tuple[str, str] = DEFAULTS,
+    ) -> None:
         self.conn = conn
         self.postgresql = conn.dialect.name == "postgresql"
         self.batch_size = batch_size or STAGE_BATCH_ROWS
+        self.direct = direct
+        self.now = now or datetime.now().astimezone()
+        self.prefix = id_prefix(self.now)
+        self.defaults = defaults
         self.rows = 0
+        self._numbered = 0
         self._batch: list[Sequence[Any]] = []
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="lead-stage")
+        self._pending: deque[Future] = deque()
+        self._lock = threading.Lock()
+
+    @property
+    def target(self) -> str:
+        """The table rows go into."""
+        return "leads" if self.direct else STAGE
 
     def add(self, row: Sequence[Any]) -> None:
         """Stage one row (a sequence in :data:`STAGE_COLUMNS` order)."""
@@ -76,36 +122,206 @@ class Stager:
             self.flush()
 
     def flush(self) -> None:
-        """Send the buffered rows: ``COPY`` on PostgreSQL, one ``executemany`` on SQLite."""
-        if not self._batch:
+        """Send the buffered rows."""
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._submit(self._send_rows, batch)
+
+    def add_columns(self, columns: Sequence[Any]) -> None:
+        """Stage rows given column-wise: Arrow arrays in :data:`STAGE_COLUMNS` order, sent at once.
+
+        The batch is made ready here, in the caller's thread (Arrow, no Python per row), so the
+        worker only streams it: the database need not wait for the next batch.
+        """
+        import pyarrow as pa
+
+        table = pa.table(list(columns), names=list(STAGE_COLUMNS))
+        if not table.num_rows:
             return
+        if self.direct:
+            table = self._direct_table(table)
+        # A column without a value in the batch is left out: it gets its default, NULL, all the same.
+        table = table.select([n for n in table.column_names if table.column(n).null_count < table.num_rows])
+        if self.postgresql:
+            import pyarrow.csv as pcsv
+
+            sink = pa.BufferOutputStream()
+            # Null goes out as an empty unquoted field, every string quoted: COPY's CSV reads both back.
+            pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+            self._submit(self._copy_csv, table.column_names, sink.getvalue(), table.num_rows)
+        else:
+            rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+            self._submit(self._insert_rows, table.column_names, rows)
+
+    def _insert_rows(self, names: Sequence[str], rows: list[Sequence[Any]]) -> None:
+        self._insert(self.target, names, rows)
+        self._count(len(rows))
+
+    def _direct_table(self, table: Any) -> Any:
+        """A staged batch as rows of ``leads`` (:data:`DIRECT_COLUMNS`)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # In email order, numbered in that order: both unique indexes are filled in key order.
+        table = table.take(pc.sort_indices(table, [("email", "ascending")]))
+        ids = pc.binary_join_element_wise(self.prefix, self.hex_numbers(self._number(table.num_rows)), "")
+        source, status = self.defaults
+        columns = [
+            ids,
+            *(table.column(c) for c in LEAD_COLUMNS[:11]),
+            pc.fill_null(table.column("lead_source"), source),
+            pc.fill_null(table.column("status"), status),
+            table.column("estimated_value"),
+            table.column("owner_id"),
+        ]
+        if self.postgresql:  # the columns' default, now() (migration 0008): no timestamps to parse
+            return pa.table(columns, names=list(DIRECT_COLUMNS[:-2]))
+        stamp = pa.repeat(pa.scalar(self._stamp()), table.num_rows)
+        return pa.table([*columns, stamp, stamp], names=list(DIRECT_COLUMNS))
+
+    def _stamp(self) -> Any:
+        """The import's timestamp as the driver stores it (SQLite: SQLAlchemy's text format)."""
+        stamp = DateTime(timezone=True)
+        process = stamp.dialect_impl(self.conn.dialect).bind_processor(self.conn.dialect)
+        return process(self.now) if process else self.now
+
+    def _copy_csv(self, names: Sequence[str], payload: Any, rows: int) -> None:
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        with cursor.copy(f"COPY {self.target} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(payload)
+        self._count(rows)
+
+    def add_issues(self, issues: list[dict[str, Any]]) -> None:
+        """Record rejected rows (dicts with :data:`ISSUE_COLUMNS`) in ``lead_import_issues``."""
+        if issues:
+            self._submit(self._send_issues, issues)
+
+    def _send_rows(self, batch: list[Sequence[Any]]) -> None:
+        if self.direct:
+            now, (source, status) = self._stamp(), self.defaults
+            batch = sorted(batch, key=lambda row: row[1])
+            first = self._number(len(batch))[0]
+            batch = [
+                (f"{self.prefix}{number:08x}", *row[1:12], row[12] or source, row[13] or status, *row[14:16], now, now)
+                for number, row in enumerate(batch, int(first))
+            ]
+            columns = DIRECT_COLUMNS
+        else:
+            columns = STAGE_COLUMNS
+        self._insert(self.target, columns, batch)
+        self._count(len(batch))
+
+    def _send_issues(self, issues: list[dict[str, Any]]) -> None:
+        rows = [(i["file_id"], i["line_number"], i["kind"], i["reason"], i["email"], i["raw"]) for i in issues]
+        if self.postgresql:
+            rows = [(*row[:5], None if row[5] is None else json.dumps(row[5], ensure_ascii=False)) for row in rows]
+        else:
+            rows = [(*row[:5], None if row[5] is None else json.dumps(row[5])) for row in rows]
+        self._insert("lead_import_issues", ISSUE_COLUMNS, rows)
+
+    def _insert(self, table: str, columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
         if self.postgresql:
             cursor = self.conn.connection.dbapi_connection.cursor()
-            with cursor.copy(f"COPY {STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
-                for row in self._batch:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
                     copy.write_row(row)
         else:
-            marks = ", ".join("?" for _ in STAGE_COLUMNS)
-            self.conn.exec_driver_sql(f"INSERT INTO {STAGE} VALUES ({marks})", [tuple(row) for row in self._batch])
-        self.rows += len(self._batch)
-        self._batch = []
+            marks = ", ".join("?" for _ in columns)
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+            self.conn.exec_driver_sql(sql, rows if rows and isinstance(rows[0], tuple) else list(map(tuple, rows)))
+
+    def _count(self, rows: int) -> None:
+        with self._lock:
+            self.rows += rows
+
+    def _number(self, count: int) -> np.ndarray:
+        """The next ``count`` numbers of this import's Leads (the Ids' last 32 bits), from 1."""
+        with self._lock:
+            first, self._numbered = self._numbered + 1, self._numbered + count
+        return np.arange(first, first + count, dtype=np.uint32)
+
+    @staticmethod
+    def hex_numbers(values: np.ndarray) -> Any:
+        """Numbers as 8 hex digits each (an Arrow string array), without Python per value."""
+        import pyarrow as pa
+
+        shifts = np.arange(28, -1, -4, dtype=np.uint32)
+        digits = _HEX[(values[:, None] >> shifts) & 0xF]
+        return pa.array(np.ascontiguousarray(digits).view("S8").ravel(), pa.binary(8)).cast(pa.string())
+
+    def _submit(self, job: Callable[..., Any], *args: Any) -> None:
+        if self._worker is None:
+            job(*args)
+            return
+        while len(self._pending) >= 2:
+            self._pending.popleft().result()
+        self._pending.append(self._worker.submit(job, *args))
+
+    def sync(self) -> None:
+        """Wait until everything sent has run; re-raises the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self, *, discard: bool = False) -> None:
+        """Send what is buffered, wait for it and stop the worker. ``discard`` (after a failure
+        elsewhere): drop what is buffered and wait, without raising, for what runs, so the
+        caller may roll back on a connection no thread is using."""
+        try:
+            if discard:
+                self._batch = []
+                while self._pending:
+                    future = self._pending.popleft()
+                    # (concurrent.futures.wait would hang on a future the executor's shutdown cancelled.)
+                    if not future.cancel():
+                        with contextlib.suppress(BaseException):  # the failure that brought us here matters
+                            future.result()
+            else:
+                self.flush()
+                self.sync()
+        finally:
+            if self._worker is not None:
+                self._worker.shutdown(wait=True, cancel_futures=True)
+                self._worker = None
+
+    def check_direct(self) -> None:
+        """After a direct load: :class:`DirectLoadAbandoned` if a loaded email belongs to a Contact
+        (the unique index has already refused emails of other Leads)."""
+        contact = self.conn.execute(
+            text(
+                "SELECT l.email FROM leads l JOIN contacts c ON lower(c.email) = l.email "
+                "WHERE l.id >= :low AND l.id <= :high LIMIT 1"
+            ),
+            {"low": self.prefix + "00000000", "high": self.prefix + "ffffffff"},
+        ).scalar()
+        if contact is not None:
+            raise DirectLoadAbandoned(f"{contact} belongs to a Contact")
 
 
-def open_stage(conn: Connection, batch_size: int | None = None) -> Stager:
-    """Create the (temporary) staging table on ``conn`` and return a writer for it."""
-    stager = Stager(conn, batch_size)
+def open_stage(
+    conn: Connection,
+    batch_size: int | None = None,
+    *,
+    direct: bool = False,
+    now: datetime | None = None,
+    defaults: tuple[str, str] = DEFAULTS,
+) -> Stager:
+    """Create the (temporary) staging table on ``conn`` and return a writer for it (or, with
+    ``direct``, a writer straight into ``leads``)."""
+    stager = Stager(conn, batch_size, direct=direct, now=now, defaults=defaults)
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {WINNERS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
-    lead_cols = ", ".join(f"{c} TEXT" for c in LEAD_COLUMNS)
-    on_commit = " ON COMMIT DROP" if stager.postgresql else ""
-    conn.exec_driver_sql(f"CREATE TEMP TABLE {STAGE} (line INTEGER, {lead_cols}, raw TEXT){on_commit}")
+    if not direct:
+        lead_cols = ", ".join(f"{c} TEXT" for c in LEAD_COLUMNS)
+        on_commit = " ON COMMIT DROP" if stager.postgresql else ""
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {STAGE} (line INTEGER, {lead_cols}, raw TEXT){on_commit}")
     return stager
 
 
 def id_prefix(now: datetime) -> str:
     """The first 28 characters of this import's lead Ids: a UUIDv7 (RFC 9562) whose 48-bit
     timestamp is the import's millisecond and whose other bits are random, but for the last 32
-    bits, left for a per-row counter (:func:`_new_id_sql`).
+    bits, left for a per-row counter: the line number in a direct load, the rank in email
+    order in :func:`merge` (:func:`_new_id_sql`).
 
     Ids that share a prefix and count up go into the primary-key index side by side, where
     random UUID4s would land on a random page each (at a million rows, ~40% of the insert).
@@ -124,10 +340,18 @@ def _new_id_sql(postgresql: bool) -> str:
     return f":id_prefix || printf('%08x', {rank})"
 
 
-def merge(conn: Connection, file_id: str, now: datetime, *, emails_unique: bool = False) -> MergeCounts:
+def merge(
+    conn: Connection,
+    file_id: str,
+    now: datetime,
+    *,
+    emails_unique: bool = False,
+    defaults: tuple[str, str] = DEFAULTS,
+) -> MergeCounts:
     """Turn the staged rows into Leads and issues; returns the counts. Runs in ``conn``'s transaction.
 
-    ``emails_unique`` (the caller knows no email is staged twice) skips the duplicate pass.
+    ``emails_unique`` (the caller knows no email is staged twice) skips the duplicate pass;
+    ``defaults`` are the LeadSource and Status of a new Lead whose cells were empty.
     """
     pg = conn.dialect.name == "postgresql"
     if not pg:  # SQLite's joins need the index; PostgreSQL hash-joins faster than it builds one
@@ -189,8 +413,8 @@ def merge(conn: Connection, file_id: str, now: datetime, *, emails_unique: bool 
     columns = ", ".join(LEAD_COLUMNS)
     selected = ", ".join(
         {
-            "lead_source": "COALESCE(w.lead_source, 'Import')",
-            "status": "COALESCE(w.status, 'New')",
+            "lead_source": "COALESCE(w.lead_source, :default_source)",
+            "status": "COALESCE(w.status, :default_status)",
             "estimated_value": value,
         }.get(c, f"w.{c}")
         for c in LEAD_COLUMNS
@@ -202,7 +426,7 @@ def merge(conn: Connection, file_id: str, now: datetime, *, emails_unique: bool 
             "WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.email = w.email) "
             "ORDER BY w.email"  # index-friendly order for the unique email index (and the Ids)
         ).bindparams(now_param),
-        {"id_prefix": id_prefix(now)},
+        {"id_prefix": id_prefix(now), "default_source": defaults[0], "default_status": defaults[1]},
     ).rowcount
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {WINNERS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")

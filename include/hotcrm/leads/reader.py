@@ -19,7 +19,6 @@ import io
 import json
 import re
 import shutil
-import sys
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,8 @@ DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # A quoted field spanning more lines than this is taken for an unbalanced quote.
 MAX_RECORD_LINES = 50
 # Fields may legitimately be long (notes), but not unbounded.
-csv.field_size_limit(min(sys.maxsize, 16 * 1024 * 1024))
+FIELD_LIMIT = 16 * 1024 * 1024
+csv.field_size_limit(FIELD_LIMIT)
 
 _MAGIC = (
     (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook?)"),
@@ -321,17 +321,33 @@ def read_header(text: io.TextIOBase, delimiter: str) -> tuple[list[str], _Lines,
     raise FileRejected("the file is empty: it needs a header row and at least one lead")
 
 
-def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
-    """Every data record after the header, each with its first physical line number.
+@dataclass(slots=True)
+class TextBlock:
+    """Physical lines without a quote character, starting at line ``first``: each line is one
+    record, so they can be parsed in one go (by the csv module or by Arrow)."""
 
-    Blank lines are skipped. A record with the wrong number of fields is yielded with
-    ``error`` set. When such a record spans several lines (an opening quote that never
-    closes swallowed the lines after it), only its first line is rejected and the
-    following lines are read again as records of their own.
+    first: int
+    lines: list[str]
 
-    Lines are read in blocks; a block without a quote character cannot hold a record that
-    spans lines, so its lines are parsed in one go, each a record. A block with a quote is
-    read record by record, as above.
+
+@dataclass(slots=True)
+class Block:
+    """Physical lines parsed by the csv module, each one whole record: ``rows[i]`` is line
+    ``first + i`` (blank lines included, widths not checked)."""
+
+    first: int
+    rows: list[list[str]]
+
+
+def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | Block | Record]:
+    """The data records after the header, in file order, as blocks where that is safe.
+
+    Lines are read in blocks of about ``BLOCK_CHARS``. A block without a quote character is
+    a :class:`TextBlock`; a block whose every line closes its quotes is parsed into a
+    :class:`Block`; otherwise the block is read record by record, as :class:`Record`: blank
+    lines skipped, a record with the wrong number of fields with ``error`` set, and a
+    record spanning several lines because an opening quote never closes rejected on its
+    first line only, the following lines read again as records of their own.
     """
     dialect = reader.dialect
     quote = dialect.quotechar or '"'
@@ -340,20 +356,12 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
             first, block = lines.read_block(BLOCK_CHARS)
             if not block:
                 return
-            rows = None
-            if quote not in "".join(block):
-                try:
-                    rows = list(csv.reader(block, dialect))
-                except csv.Error:
-                    rows = None
-            if rows is not None and len(rows) == len(block):
-                for number, row in enumerate(rows, first):
-                    if not "".join(row).strip():  # no cell with anything but whitespace
-                        continue
-                    if len(row) == width:
-                        yield Record(number, row)
-                    else:
-                        yield Record(number, row, f"has {len(row)} fields; the header has {width}")
+            if not any(quote in line for line in block) and max(map(len, block)) < FIELD_LIMIT:
+                yield TextBlock(first, block)
+                continue
+            rows = _parse_block(block, dialect)
+            if rows is not None:
+                yield Block(first, rows)
                 continue
             lines.push_back(list(enumerate(block, first)))
         record = _next_record(lines, reader, width)
@@ -361,6 +369,47 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
             return
         if record is not None:
             yield record
+
+
+def _parse_block(block: list[str], dialect: Any) -> list[list[str]] | None:
+    """The block's rows when each of its lines is one whole record, else None.
+
+    A blank sentinel line after the block shows whether the last line closed its quotes:
+    if it did not, the sentinel is swallowed into its field and the count is short.
+    """
+    try:
+        rows = list(csv.reader([*block, "\n"], dialect))
+    except csv.Error:
+        return None
+    if len(rows) != len(block) + 1 or rows[-1]:
+        return None
+    rows.pop()
+    return rows
+
+
+def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
+    """Every data record after the header, each with its first physical line number.
+
+    :func:`iter_blocks`, one record at a time: blank lines are skipped and a record with the
+    wrong number of fields comes with ``error`` set.
+    """
+    for item in iter_blocks(lines, reader, width):
+        if isinstance(item, Record):
+            yield item
+            continue
+        rows = item.rows if isinstance(item, Block) else csv.reader(item.lines, reader.dialect)
+        for number, row in enumerate(rows, item.first):
+            if not "".join(row).strip():  # no cell with anything but whitespace
+                continue
+            if len(row) == width:
+                yield Record(number, row)
+            else:
+                yield Record(number, row, ragged(len(row), width))
+
+
+def ragged(fields: int, width: int) -> str:
+    """The reason given for a record with the wrong number of fields."""
+    return f"has {fields} fields; the header has {width}"
 
 
 _END = Record(0, [])
@@ -391,7 +440,7 @@ def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
         cells = next(csv.reader([raw], delimiter=reader.dialect.delimiter, strict=False), [raw])
         return Record(first_line, cells, "has an unbalanced quote (a field opens a quote that never closes)")
     if problem is None:
-        problem = f"has {len(row)} fields; the header has {width}"
+        problem = ragged(len(row), width)
     return Record(first_line, row or [taken[0][1].rstrip("\r\n")], problem)
 
 

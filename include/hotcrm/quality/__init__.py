@@ -19,6 +19,8 @@ from __future__ import annotations
 import html
 import json
 import os
+import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,19 @@ def _expectation_class(type_name: str):
     if cls is None:
         raise ValueError(f"unknown expectation type {type_name!r} (no gx.expectations.{class_name})")
     return cls
+
+
+def warm_up() -> None:
+    """Import Great Expectations in a background thread (~2 s of imports), so that a caller
+    that validates after long work of its own does not wait for it then."""
+    if "great_expectations" in sys.modules:
+        return
+
+    def load() -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations  # noqa: F401
+
+    threading.Thread(target=load, name="gx-import", daemon=True).start()
 
 
 def validate_dataframe(df, suite_name: str, expectations: list[dict[str, Any]]) -> QualityResult:

@@ -1,0 +1,242 @@
+"""The lead rules for many rows at once, column by column, for the plain rows of a file.
+
+Almost every row of a lead file is plain: ASCII-trimmable cells within their column sizes,
+a plain email, a plainly written North American phone number or none. Such rows are
+validated and normalized here with Arrow compute kernels (C++, no Python per cell), which is
+what lets an import keep up with the database. Every other row (an error to report, an
+email or phone that needs the full validators, an amount, unusual whitespace) is left to
+:func:`hotcrm.leads.rules.row_normalizer`, so a row comes out exactly as the per-row rules
+make it whichever way it goes (``tests/unit/test_lead_columnar.py`` checks the two against
+each other on random rows).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from hotcrm.crm.models import api_to_attr
+from hotcrm.leads import rules
+
+# Characters str.strip() removes that an ASCII trim does not, other controls and the BOM:
+# a cell holding one anywhere takes the per-row path. (Literal characters above ASCII, so
+# the class reads the same to Arrow's RE2 and to Python's re.)
+_UNUSUAL_CLASS = "\\x00-\\x08\\x0e-\\x1f\\x7f\\x85\\xa0" + "\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_UNUSUAL = f"[{_UNUSUAL_CLASS}]"
+# In a text block (no quotes, line ends only between lines): the unusual characters, and
+# what JSON escapes besides the tab (vertical tab, form feed, backslash, quote).
+_TEXT_TO_CHECK = re.compile(f'[{_UNUSUAL_CLASS}\\x0b\\x0c"\\\\]')
+_ASCII_SPACE = " \t\n\v\f\r"
+# What a JSON encoder must escape in a string; a row with one of these has its cells encoded in Python.
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'
+_PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
+_SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
+_NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
+_NANP_NATIONAL = "^" + rules._NANP_NATIONAL.pattern + "$"
+
+
+@dataclass
+class ParsedText:
+    """Lines parsed by Arrow: the cells of those with the header's width, and the others."""
+
+    cells: list[pa.Array]  # one string array per column
+    offsets: np.ndarray  # each parsed row's line, counted from the text's first line (0)
+    others: list[tuple[int, str]]  # (line offset, text) of the lines with another width
+
+
+def parse_text(text: str, line_count: int, delimiter: str, width: int) -> ParsedText:
+    """Parse ``line_count`` lines without quote characters (each line one record) into columns.
+
+    Blank lines come out as rows of empty cells or among ``others``, like any line whose
+    number of fields is not ``width``; the caller decides what they are.
+    """
+    others: list[tuple[int, str]] = []
+
+    def other(row) -> str:
+        others.append((row.number - 1, row.text))
+        return "skip"
+
+    data = text.encode("utf-8")
+    names = [f"c{i}" for i in range(width)]
+    table = pcsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=max(len(data) + 1, 1 << 20)),
+        parse_options=pcsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=other,
+        ),
+        convert_options=pcsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
+    cells = [table.column(i).combine_chunks() for i in range(width)]
+    offsets = np.arange(line_count, dtype=np.int64)
+    if others:
+        offsets = np.delete(offsets, [offset for offset, _ in others])
+    if len(offsets) != table.num_rows:  # never expected: Arrow split the lines differently
+        raise ValueError(f"parsed {table.num_rows} rows and {len(others)} others from {line_count} lines")
+    return ParsedText(cells, offsets, others)
+
+
+def cells_from_rows(rows: Sequence[Sequence[str]], width: int) -> list[pa.Array]:
+    """Rows of ``width`` cells (as the csv module gives them) as one string array per column."""
+    if not rows:
+        return [pa.array([], pa.string()) for _ in range(width)]
+    return [pa.array(column, type=pa.string()) for column in zip(*rows, strict=True)]
+
+
+@dataclass
+class ColumnarResult:
+    """The outcome for a batch: which rows were plain, and their staging values."""
+
+    plain: np.ndarray  # bool per input row: validated here (the others need the per-row rules)
+    values: dict[str, pa.Array]  # lead column -> values of the plain rows (null where not given)
+    raw: pa.Array  # the plain rows' original cells, each a JSON array
+    emails: list[str]  # the plain rows' normalized emails
+
+
+class ColumnarRules:
+    """The lead rules for one file's columns, applied to batches of rows of the header's width.
+
+    ``columns`` maps API field -> cell index, as :func:`row_normalizer` takes them; the
+    staging values follow :data:`hotcrm.leads.loader.LEAD_COLUMNS` (an empty LeadSource or
+    Status cell stages null, so the merge applies the default or keeps the CRM's value).
+    """
+
+    def __init__(
+        self,
+        columns: Mapping[str, int],
+        width: int,
+        lead_columns: Sequence[str],
+        *,
+        phone_region: str = rules.DEFAULT_PHONE_REGION,
+        required: Sequence[str] = rules.REQUIRED_FIELDS,
+    ) -> None:
+        self.columns = dict(columns)
+        self.width = width
+        self.lead_columns = tuple(lead_columns)
+        self.required = tuple(required)
+        self.phone_region = phone_region
+        self.limits = rules._limits()
+        # Fields it cannot decide alone: an amount needs Decimal, unknown fields the generic path.
+        self.enabled = (
+            "Email" in self.columns
+            and "EstimatedValue" not in self.columns
+            and set(self.columns) <= set(rules.WRITABLE_FIELDS)
+        )
+
+    def apply(self, cells: Sequence[pa.Array], *, plain_text: bool = False) -> ColumnarResult:
+        """Validate the rows given column-wise (``width`` string arrays of one length).
+
+        ``plain_text``: the caller checked that no cell holds a character :func:`has_unusual`
+        finds, which spares checking each column for them.
+        """
+        count = len(cells[0]) if cells else 0
+        if not self.enabled or count == 0:
+            return self._none(count)
+        plain = pa.array(np.ones(count, dtype=bool))
+        values: dict[str, pa.Array] = {}
+        for field, index in self.columns.items():
+            cell = cells[index]
+            if not plain_text:
+                plain = pc.and_(plain, pc.invert(pc.match_substring_regex(cell, _UNUSUAL)))
+            value = pc.utf8_trim(cell, _ASCII_SPACE)
+            present = pc.greater(pc.binary_length(value), 0)
+            if field in self.required:
+                plain = pc.and_(plain, present)
+            limit = self.limits[field]
+            if limit:
+                plain = pc.and_(plain, pc.less_equal(pc.utf8_length(value), limit))
+            if field == "Email":
+                ok, value = self._email(value)
+                plain = pc.and_(plain, ok)
+            elif field == "Phone":
+                ok, value = self._phone(value)
+                plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
+            values[api_to_attr(field)] = pc.if_else(present, value, pa.scalar(None, pa.string()))
+        plain_np = plain.to_numpy(zero_copy_only=False)
+        mask = pa.array(plain_np)
+        plain_count = int(plain_np.sum())
+        empty = pa.nulls(plain_count, pa.string())
+        staged = {attr: values[attr].filter(mask) if attr in values else empty for attr in self.lead_columns}
+        raw = self._raw([c.filter(mask) for c in cells], plain_count, escape_free=plain_text)
+        return ColumnarResult(plain_np, staged, raw, staged["email"].to_pylist())
+
+    def _none(self, count: int) -> ColumnarResult:
+        empty = pa.array([], pa.string())
+        return ColumnarResult(np.zeros(count, dtype=bool), dict.fromkeys(self.lead_columns, empty), empty, [])
+
+    @staticmethod
+    def _email(value: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are plain emails (see ``rules._is_plain_email``), and them lower-cased."""
+        ok = pc.and_(
+            pc.and_(pc.match_substring_regex(value, _PLAIN_EMAIL), pc.less_equal(pc.binary_length(value), 254)),
+            pc.and_(pc.invert(pc.match_substring(value, "--")), pc.less_equal(pc.find_substring(value, "@"), 64)),
+        )
+        ok = pc.and_(ok, pc.invert(pc.match_substring_regex(value, _SPECIAL_USE_TLD)))
+        return ok, pc.ascii_lower(value)
+
+    def _phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are plainly written North American numbers (see
+        ``rules._plain_nanp``), and them in E.164; null where not."""
+        digits = value  # only the plain characters matter (the others fail _NANP_CHARS)
+        for mark in "+ ().-":
+            digits = pc.replace_substring(digits, mark, "")
+        length = pc.binary_length(digits)
+        plus = pc.starts_with(value, "+")
+        leading_one = pc.and_(pc.equal(length, 11), pc.starts_with(digits, "1"))
+        without_one = pc.utf8_slice_codeunits(digits, 1)
+        null = pa.scalar(None, pa.string())
+        if self.phone_region in rules._NANP_REGIONS:
+            national = pc.if_else(
+                leading_one, without_one, pc.if_else(pc.and_(pc.invert(plus), pc.equal(length, 10)), digits, null)
+            )
+        else:
+            national = pc.if_else(pc.and_(plus, leading_one), without_one, null)
+        ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
+        ok = pc.fill_null(ok, False)
+        return ok, pc.binary_join_element_wise("+1", national, "")
+
+    @staticmethod
+    def _raw(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
+        """Each row's cells as a JSON array (what ``json.dumps(cells, ensure_ascii=False)`` gives, compactly)."""
+        if count == 0:
+            return pa.array([], pa.string())
+        joined = pc.binary_join_element_wise('["', pc.binary_join_element_wise(*cells, '","'), '"]', "")
+        if escape_free:
+            return joined
+        escaped = pc.match_substring_regex(cells[0], _JSON_ESCAPED)
+        for cell in cells[1:]:
+            escaped = pc.or_(escaped, pc.match_substring_regex(cell, _JSON_ESCAPED))
+        if not pc.any(escaped).as_py():
+            return joined
+        # The few rows with quotes, backslashes or controls: encoded by the JSON encoder.
+        rows = np.flatnonzero(escaped.to_numpy(zero_copy_only=False))
+        encoded = joined.to_pylist()
+        columns = [c.take(pa.array(rows)).to_pylist() for c in cells]
+        for position, row_cells in zip(rows, zip(*columns, strict=True), strict=True):
+            encoded[position] = _encode_json(list(row_cells))
+        return pa.array(encoded, pa.string())
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def has_unusual(text: str, delimiter: str) -> bool:
+    """True when ``text`` (lines without quotes) may hold a cell that :meth:`ColumnarRules.apply`
+    must check column by column: whitespace an ASCII trim misses, controls, or characters
+    JSON escapes (a tab counts unless it is the delimiter; line ends do not)."""
+    if delimiter != "\t" and "\t" in text:
+        return True
+    return _TEXT_TO_CHECK.search(text) is not None
