@@ -1,0 +1,195 @@
+"""The column-wise lead rules, Arrow's parsing of quote-free lines, and the email-hash set give
+exactly what their per-row counterparts give."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hotcrm.leads import loader, rules
+from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, has_unusual, parse_text
+from hotcrm.leads.importer import _cells_json, _EmailKeys, _stage_plan, _stage_row
+from hotcrm.leads.reader import HeaderMap
+
+# Cells per field: plain ones, and every kind the per-row rules must decide.
+CELLS = {
+    "FirstName": [
+        "Ada",
+        "  Ada  ",
+        "",
+        "   ",
+        "x" * 40,
+        "x" * 41,
+        "Zoë",
+        "\u00a0Ada",
+        "Ada\u3000",
+        "A\x1cda",
+        "\tAda\v",
+    ],
+    "LastName": ["Lovelace", "", " L ", "y" * 80, "y" * 81, "O'Brien", 'Say "hi"', "back\\slash", "Ünal"],
+    "Company": ["Engines", "", "Co, Ltd", "z" * 255, "z" * 256, "Line\nBreak", "Tab\there", "\ufeffBOM"],
+    "Email": [
+        "ADA@Example.COM",
+        " a@b.co ",
+        "",
+        "not-an-email",
+        "zoë@example.com",
+        "x@foo.test",
+        "x@Foo.TEST",
+        "a" * 64 + "@example.com",
+        "a" * 65 + "@example.com",
+        "x@ab--cd.com",
+        "x@example.c0m",
+        '"q"@example.com',
+        "a.b+c@sub.example.org",
+    ],
+    "Phone": [
+        "",
+        "(415) 555-0132",
+        "+1 (415) 555-0132",
+        "1-415-555-0132",
+        "+44 20 7946 0018",
+        "12",
+        "555-0100",
+        "415.555.0132",
+        "+1 115 555 0132",
+        "4155550132 ",
+        "+14155550132",
+        "(415) 155-0132",
+    ],
+    "LeadSource": ["", "Web", " Partner ", "s" * 101],
+    "Status": ["", "Working", "q" * 41],
+    "Title": ["", "CTO", "t" * 129],
+    "Website": ["", "https://example.com"],
+    "State": ["", "CA"],
+    "OwnerId": ["", "owner-1"],
+}
+
+
+def staged_by_rows(columns: dict[str, int], width: int, cells: list[str], **options) -> list | None:
+    """What the per-row path stages for a row (None when it is rejected)."""
+    normalize = rules.row_normalizer(columns.items(), **options)
+    clean, errors = normalize(cells)
+    if errors:
+        return None
+    plan = _stage_plan(HeaderMap([f"c{i}" for i in range(width)], dict(columns), [], []))
+    return _stage_row(7, clean, plan, cells)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them(seed):
+    rnd = random.Random(seed)
+    for _ in range(40):
+        fields = ["Email", *rnd.sample([f for f in CELLS if f != "Email"], rnd.randint(2, len(CELLS) - 1))]
+        width = len(fields) + rnd.randint(0, 2)
+        positions = rnd.sample(range(width), len(fields))
+        columns = dict(zip(fields, positions, strict=True))
+        required = [f for f in rules.REQUIRED_FIELDS if f in columns]
+        region = rnd.choice(["US", "US", "CA", "GB"])
+        rows = []
+        for _ in range(60):
+            cells = [rnd.choice(["", "extra", 'q"uote', "ctl\x01"]) for _ in range(width)]
+            for field, position in columns.items():
+                pool = CELLS[field]
+                cells[position] = pool[0] if rnd.random() < 0.5 else rnd.choice(pool)  # plenty of plain rows
+            rows.append(cells)
+        rules_c = ColumnarRules(columns, width, loader.LEAD_COLUMNS, phone_region=region, required=required)
+        result = rules_c.apply(cells_from_rows(rows, width))
+        assert len(result.plain) == len(rows)
+        plain_rows = [row for row, plain in zip(rows, result.plain, strict=True) if plain]
+        assert len(result.emails) == len(plain_rows)
+        staged = {c: result.values[c].to_pylist() for c in loader.LEAD_COLUMNS}
+        for i, cells in enumerate(plain_rows):
+            expected = staged_by_rows(columns, width, cells, phone_region=region, required=required)
+            assert expected is not None, (columns, cells)  # a plain row is a valid row
+            got = [7, *(staged[c][i] for c in loader.LEAD_COLUMNS), result.raw[i].as_py()]
+            assert got == expected, (columns, cells)
+            assert result.raw[i].as_py() == _cells_json(cells)
+        for row, plain in zip(rows, result.plain, strict=True):  # plain-looking rows do take the fast path
+            if all(row[p] == CELLS[f][0] for f, p in columns.items()):
+                assert plain, (columns, row)
+
+
+def test_plain_looking_rows_are_plain_and_an_amount_column_turns_the_rules_off():
+    columns = {"FirstName": 0, "LastName": 1, "Company": 2, "Email": 3, "Phone": 4}
+    rows = [["Ada", "Lovelace", "Engines", f"ada{i}@Example.com", "(415) 555-0132"] for i in range(5)]
+    result = ColumnarRules(columns, 5, loader.LEAD_COLUMNS).apply(cells_from_rows(rows, 5))
+    assert result.plain.all() and result.emails[0] == "ada0@example.com"
+    assert result.values["phone"].to_pylist()[0] == "+14155550132"
+    with_amount = ColumnarRules({**columns, "EstimatedValue": 5}, 6, loader.LEAD_COLUMNS)
+    assert not with_amount.apply(cells_from_rows([[*rows[0], "12"]], 6)).plain.any()
+
+
+def test_has_unusual_finds_every_character_the_column_checks_would():
+    rnd = random.Random(3)
+    odd = ["\u00a0", "\x1c", "\u3000", "\ufeff", "\x01", "\x0b", "\x0c", "\\", '"', "\u2028", "\x85", "\t"]
+    for _ in range(2_000):
+        text = "".join(rnd.choice(["a", ",", "é", " ", "\n", *odd]) for _ in range(rnd.randint(0, 12)))
+        needs = any(c in text for c in odd)
+        assert has_unusual(text, ",") == needs, repr(text)
+    assert not has_unusual("a\tb\n", "\t")  # the delimiter itself
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
+    rnd = random.Random(seed)
+    delimiter = rnd.choice([",", ";", "\t", "|"])
+    width = rnd.randint(2, 5)
+    pieces = ["Ada", "", "  ", "é", "x y", "\u00a0", "1.5"]
+    lines = []
+    for _ in range(300):
+        kind = rnd.random()
+        if kind < 0.05:
+            lines.append("")
+        elif kind < 0.08:
+            lines.append("   ")
+        else:
+            count = width if kind < 0.85 else rnd.choice([1, width - 1, width + 1])
+            lines.append(delimiter.join(rnd.choice(pieces) for _ in range(count)))
+    text = "".join(line + rnd.choice(["\n", "\r\n", "\r"]) for line in lines)
+    if rnd.random() < 0.5:
+        text = text.rstrip("\r\n")
+    physical = text.splitlines(keepends=True)  # the test's lines hold no other line breaks
+    parsed = parse_text(text, len(physical), delimiter, width)
+    expected = list(csv.reader(physical, delimiter=delimiter))
+    columns = [c.to_pylist() for c in parsed.cells]
+    rows = list(zip(*columns, strict=True)) if columns and columns[0] else []
+    assert len(rows) == len(parsed.offsets)
+    for offset, row in zip(parsed.offsets.tolist(), rows, strict=True):
+        if expected[offset]:  # a blank line comes out as a row of empty cells
+            assert list(row) == expected[offset]
+        else:
+            assert not "".join(row)
+    for offset, line in parsed.others:
+        assert len(expected[offset]) not in (0, width) or line.strip() == ""
+        assert next(csv.reader([line], delimiter=delimiter), []) == expected[offset]
+    assert sorted([*parsed.offsets.tolist(), *(o for o, _ in parsed.others)]) == list(range(len(physical)))
+
+
+def test_email_keys_say_whether_every_hash_is_new():
+    rnd = random.Random(11)
+    for _ in range(30):
+        keys, model, seen_all_new = _EmailKeys(), set(), True
+        for _ in range(rnd.randint(1, 40)):
+            if rnd.random() < 0.5:
+                key = rnd.randint(0, 300)
+                assert keys.add(key) == (key not in model)
+                seen_all_new &= key not in model
+                model.add(key)
+            else:
+                batch = [rnd.randint(0, 300) for _ in range(rnd.randint(0, 8))]
+                new = len(set(batch)) == len(batch) and not (set(batch) & model)
+                assert keys.add_many(np.array(batch, dtype=np.int64)) == new
+                seen_all_new &= new
+                model |= set(batch)
+        assert keys.distinct == seen_all_new
+
+
+def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():
+    numbers = np.array([1, 42, 0xABCDEF01, 2**32 - 1], dtype=np.uint32)
+    assert loader.Stager.hex_numbers(numbers).to_pylist() == [f"{n:08x}" for n in numbers.tolist()]
+    assert isinstance(loader.Stager.hex_numbers(numbers), pa.Array)
