@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -193,3 +194,20 @@ def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():
     numbers = np.array([1, 42, 0xABCDEF01, 2**32 - 1], dtype=np.uint32)
     assert loader.Stager.hex_numbers(numbers).to_pylist() == [f"{n:08x}" for n in numbers.tolist()]
     assert isinstance(loader.Stager.hex_numbers(numbers), pa.Array)
+
+
+def test_the_byte_scan_of_a_text_block_agrees_with_has_unusual_and_sees_every_padded_cell():
+    from hotcrm.leads.columnar import _scan
+
+    rnd = random.Random(17)
+    odd = ["\u00a0", "\x1c", "\u3000", "\u2005", "\ufeff", "\x01", "\x0b", "\\", "\u2028", "\x85", "\t", "\x7f"]
+    for delimiter in (",", "\t", ";"):
+        for _ in range(1_500):
+            pieces = ["a", "é", " ", delimiter, "\n", "\r\n", "ü", "x y", *odd]
+            text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 14)))
+            unusual, padded = _scan(text.encode(), delimiter)
+            assert unusual == has_unusual(text, delimiter), repr(text)
+            lines = re.split(r"\r\n|\r|\n", text)  # (str.splitlines also splits at \x85, \x1c...)
+            cells = [c for row in csv.reader(lines, delimiter=delimiter) for c in row]
+            if any(c != c.strip(" \t\v\f") for c in cells):
+                assert padded, repr(text)

@@ -34,6 +34,7 @@ _UNUSUAL = f"[{_UNUSUAL_CLASS}]"
 # what JSON escapes besides the tab (vertical tab, form feed, backslash, quote).
 _TEXT_TO_CHECK = re.compile(f'[{_UNUSUAL_CLASS}\\x0b\\x0c"\\\\]')
 _ASCII_SPACE = " \t\n\v\f\r"
+_NULL = pa.scalar(None, pa.string())
 # What a JSON encoder must escape in a string; a row with one of these has its cells encoded in Python.
 _JSON_ESCAPED = r'[\x00-\x1f"\\]'
 _PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
@@ -49,6 +50,8 @@ class ParsedText:
     cells: list[pa.Array]  # one string array per column
     offsets: np.ndarray  # each parsed row's line, counted from the text's first line (0)
     others: list[tuple[int, str]]  # (line offset, text) of the lines with another width
+    unusual: bool  # a cell may hold a character :meth:`ColumnarRules.apply` must check for
+    padded: bool  # a cell may start or end with whitespace
 
 
 def parse_text(text: str, line_count: int, delimiter: str, width: int) -> ParsedText:
@@ -86,7 +89,44 @@ def parse_text(text: str, line_count: int, delimiter: str, width: int) -> Parsed
         offsets = np.delete(offsets, [offset for offset, _ in others])
     if len(offsets) != table.num_rows:  # never expected: Arrow split the lines differently
         raise ValueError(f"parsed {table.num_rows} rows and {len(others)} others from {line_count} lines")
-    return ParsedText(cells, offsets, others)
+    unusual, padded = _scan(data, delimiter)
+    return ParsedText(cells, offsets, others, unusual, padded)
+
+
+def _byte_table(characters: str) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(characters.encode("latin-1"))] = True
+    return table
+
+
+# ASCII bytes that make a text block unusual (see has_unusual), and the UTF-8 of the others.
+_UNUSUAL_BYTES = _byte_table("".join(map(chr, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])) + '"\\')
+_UNUSUAL_UTF8 = re.compile(
+    b"|".join(re.escape(c.encode()) for c in "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
+    + b"|\xe2\x80[\x80-\x8a]"  # U+2000 to U+200A
+)
+_SPACE_BYTES = _byte_table(" \t\v\f")
+
+
+def _scan(data: bytes, delimiter: str) -> tuple[bool, bool]:
+    """(unusual, padded) for the UTF-8 of quote-free lines, a byte table lookup at a time:
+    what :func:`has_unusual` says, and whether whitespace touches a delimiter or a line end."""
+    octets = np.frombuffer(data, dtype=np.uint8)
+    if not len(octets):
+        return False, False
+    odd = _UNUSUAL_BYTES.copy()
+    odd[ord("\t")] = delimiter != "\t"
+    unusual = bool(odd[octets].any()) or (bool((octets >= 0x80).any()) and _UNUSUAL_UTF8.search(data) is not None)
+    space = _SPACE_BYTES.copy()
+    space[ord(delimiter)] = False
+    edge = np.zeros(256, dtype=bool)
+    edge[[ord(delimiter), ord("\n"), ord("\r")]] = True
+    spaces, edges = space[octets], edge[octets]
+    touching = np.zeros(len(octets), dtype=bool)
+    touching[1:] |= edges[:-1]
+    touching[:-1] |= edges[1:]
+    touching[[0, -1]] = True
+    return unusual, bool((spaces & touching).any())
 
 
 def cells_from_rows(rows: Sequence[Sequence[str]], width: int) -> list[pa.Array]:
@@ -136,11 +176,12 @@ class ColumnarRules:
             and set(self.columns) <= set(rules.WRITABLE_FIELDS)
         )
 
-    def apply(self, cells: Sequence[pa.Array], *, plain_text: bool = False) -> ColumnarResult:
+    def apply(self, cells: Sequence[pa.Array], *, plain_text: bool = False, padded: bool = True) -> ColumnarResult:
         """Validate the rows given column-wise (``width`` string arrays of one length).
 
         ``plain_text``: the caller checked that no cell holds a character :func:`has_unusual`
-        finds, which spares checking each column for them.
+        finds, which spares checking each column for them; ``padded=False``: that no cell
+        starts or ends with whitespace, which spares trimming them.
         """
         count = len(cells[0]) if cells else 0
         if not self.enabled or count == 0:
@@ -151,20 +192,23 @@ class ColumnarRules:
             cell = cells[index]
             if not plain_text:
                 plain = pc.and_(plain, pc.invert(pc.match_substring_regex(cell, _UNUSUAL)))
-            value = pc.utf8_trim(cell, _ASCII_SPACE)
-            present = pc.greater(pc.binary_length(value), 0)
-            if field in self.required:
+            value = pc.utf8_trim(cell, _ASCII_SPACE) if padded else cell
+            size = pc.binary_length(value)
+            present = pc.greater(size, 0)
+            every_present = pc.all(present).as_py()
+            if field in self.required and not every_present:
                 plain = pc.and_(plain, present)
             limit = self.limits[field]
-            if limit:
+            if limit and pc.max(size).as_py() > limit:  # bytes >= characters: only then count characters
                 plain = pc.and_(plain, pc.less_equal(pc.utf8_length(value), limit))
             if field == "Email":
                 ok, value = self._email(value)
                 plain = pc.and_(plain, ok)
             elif field == "Phone":
-                ok, value = self._phone(value)
+                ok, value = self._phone(value)  # null where there is none
                 plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
-            values[api_to_attr(field)] = pc.if_else(present, value, pa.scalar(None, pa.string()))
+                every_present = True
+            values[api_to_attr(field)] = value if every_present else pc.if_else(present, value, _NULL)
         plain_np = plain.to_numpy(zero_copy_only=False)
         mask = pa.array(plain_np)
         plain_count = int(plain_np.sum())

@@ -43,7 +43,7 @@ from hotcrm.crm.db import session_scope
 from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
 from hotcrm.leads import loader
-from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, has_unusual, parse_text
+from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, parse_text
 from hotcrm.leads.models import (
     COUNT_FIELDS,
     DUPLICATE,
@@ -78,7 +78,7 @@ log = logging.getLogger(__name__)
 SUITE_NAME = "lead_file"
 PROGRESS_EVERY = 100_000
 # Characters of quote-free lines parsed and checked together (the columnar rules' batch).
-TEXT_BATCH_CHARS = 4 * 1024 * 1024
+TEXT_BATCH_CHARS = 2 * 1024 * 1024
 _KEY_MASK = 0xFFFFFFFFFFFFF  # email hashes as exact float64s for the quality suite
 _NAN = float("nan")
 # Try loading a file straight into leads first (see hotcrm.leads.loader).
@@ -771,7 +771,7 @@ class _RowLoader:
             cells = next(csv.reader([line_text], delimiter=self.delimiter), [])
             if "".join(cells).strip():
                 self.shape_error(first + offset, cells, ragged(len(cells), self.width))
-        self.rows(parsed.cells, parsed.offsets + first, plain_text=not has_unusual(text, self.delimiter))
+        self.rows(parsed.cells, parsed.offsets + first, plain_text=not parsed.unusual, padded=parsed.padded)
 
     def block(self, block: Block) -> None:
         """Lines parsed by the csv module, each one record."""
@@ -784,9 +784,9 @@ class _RowLoader:
                 self.shape_error(number, cells, ragged(len(cells), self.width))
         self.rows(cells_from_rows(good, self.width), np.array(numbers, dtype=np.int64))
 
-    def rows(self, cells: list, lines, *, plain_text: bool = False) -> None:
+    def rows(self, cells: list, lines, *, plain_text: bool = False, padded: bool = True) -> None:
         """Rows of the header's width given column-wise, with their line numbers."""
-        result = self.columnar.apply(cells, plain_text=plain_text)
+        result = self.columnar.apply(cells, plain_text=plain_text, padded=padded)
         plain = result.plain
         count = len(result.emails)
         if count:

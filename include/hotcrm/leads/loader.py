@@ -59,6 +59,8 @@ ISSUE_COLUMNS = ("file_id", "line_number", "kind", "reason", "email", "raw")
 DEFAULTS = ("Import", "New")
 # Rows per COPY / executemany batch: large enough to amortize a round trip, small enough to keep memory flat.
 STAGE_BATCH_ROWS = 20_000
+# Rows turned into Python values at a time for SQLite's executemany.
+SQLITE_SLICE_ROWS = 5_000
 # Columns an update may overwrite only when the file has a value (an absent cell keeps the CRM's).
 _UPDATABLE = tuple(c for c in LEAD_COLUMNS if c != "email")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -82,9 +84,10 @@ class Stager:
     """Sends valid rows, and rejected rows' issues, in batches; create with :func:`open_stage`.
 
     Rows go to the staging table, or with ``direct`` straight into ``leads``. Batches keep
-    memory flat. On PostgreSQL they go out from one worker thread, in order, while the
-    caller reads on (at most two batches wait); :meth:`sync` waits for them and re-raises
-    the first failure. The caller must not use the connection until :meth:`close`.
+    memory flat. They go out from one worker thread, in order, while the caller reads on
+    (at most two batches wait; the database driver lets the thread run while the database
+    works); :meth:`sync` waits for them and re-raises the first failure. The caller must not
+    use the connection until :meth:`close`.
     """
 
     def __init__(
@@ -150,12 +153,15 @@ class Stager:
             pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
             self._submit(self._copy_csv, table.column_names, sink.getvalue(), table.num_rows)
         else:
-            rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
-            self._submit(self._insert_rows, table.column_names, rows)
+            self._submit(self._insert_table, table)
 
-    def _insert_rows(self, names: Sequence[str], rows: list[Sequence[Any]]) -> None:
-        self._insert(self.target, names, rows)
-        self._count(len(rows))
+    def _insert_table(self, table: Any) -> None:
+        # Python values for a slice at a time: the batch waits in the queue as compact Arrow data.
+        for start in range(0, table.num_rows, SQLITE_SLICE_ROWS):
+            part = table.slice(start, SQLITE_SLICE_ROWS)
+            rows = list(zip(*(column.to_pylist() for column in part.columns), strict=True))
+            self._insert(self.target, table.column_names, rows)
+            self._count(len(rows))
 
     def _direct_table(self, table: Any) -> Any:
         """A staged batch as rows of ``leads`` (:data:`DIRECT_COLUMNS`)."""
