@@ -18,6 +18,7 @@ from hotcrm.crm.models import Contact, Lead, OutboxEvent
 from hotcrm.leads import importer, loader
 from hotcrm.leads.importer import AccountingError, import_lead_file, neutralize
 from hotcrm.leads.models import ImportFile, ImportIssue
+from hotcrm.leads.reader import Mapping
 
 HEADER = "First Name,Last Name,Company,Email,Phone,Lead Source,Status,Estimated Value\n"
 
@@ -223,6 +224,18 @@ def test_thresholds_come_from_the_suite_file(db_url, bucket):
             spec["kwargs"]["min_value"] = 0.3
     path = drop(bucket, "junk.csv", HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\n" + good_rows(1))
     assert run(bucket, db_url, path, suite=suite).status == "imported"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])
+def test_new_leads_get_the_mapping_files_defaults(db_url, bucket, monkeypatch, direct):
+    monkeypatch.setattr(importer, "DIRECT_LOAD", direct)
+    mapping = Mapping.load()
+    mapping.defaults = {"LeadSource": "Trade show", "Status": "Open"}
+    content = "First Name,Last Name,Company,Email,Lead Source\n" + "A,B,C,a@example.com,\nD,E,F,d@example.com,Web\n"
+    assert run(bucket, db_url, drop(bucket, "fair.csv", content), mapping=mapping).inserted == 2
+    rows = leads(db_url)
+    assert (rows["a@example.com"].lead_source, rows["a@example.com"].status) == ("Trade show", "Open")
+    assert (rows["d@example.com"].lead_source, rows["d@example.com"].status) == ("Web", "Open")
 
 
 @pytest.mark.parametrize(

@@ -93,40 +93,32 @@ def parse_text(text: str, line_count: int, delimiter: str, width: int) -> Parsed
     return ParsedText(cells, offsets, others, unusual, padded)
 
 
-def _byte_table(characters: str) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(characters.encode("latin-1"))] = True
-    return table
-
-
-# ASCII bytes that make a text block unusual (see has_unusual), and the UTF-8 of the others.
-_UNUSUAL_BYTES = _byte_table("".join(map(chr, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])) + '"\\')
+# Every byte but the ASCII ones that make a text block unusual (see has_unusual): deleting
+# them leaves the unusual ones. A tab is unusual too unless it is the delimiter.
+_USUAL_BYTES = bytes(b for b in range(256) if b not in {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 34, 92})
 _UNUSUAL_UTF8 = re.compile(
     b"|".join(re.escape(c.encode()) for c in "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
     + b"|\xe2\x80[\x80-\x8a]"  # U+2000 to U+200A
 )
-_SPACE_BYTES = _byte_table(" \t\v\f")
 
 
 def _scan(data: bytes, delimiter: str) -> tuple[bool, bool]:
-    """(unusual, padded) for the UTF-8 of quote-free lines, a byte table lookup at a time:
+    """(unusual, padded) for the UTF-8 of quote-free lines, in a few passes of C or SIMD:
     what :func:`has_unusual` says, and whether whitespace touches a delimiter or a line end."""
+    usual = _USUAL_BYTES if delimiter == "\t" else _USUAL_BYTES.replace(b"\t", b"")
+    unusual = bool(data.translate(None, usual)) or (not data.isascii() and _UNUSUAL_UTF8.search(data) is not None)
     octets = np.frombuffer(data, dtype=np.uint8)
-    if not len(octets):
-        return False, False
-    odd = _UNUSUAL_BYTES.copy()
-    odd[ord("\t")] = delimiter != "\t"
-    unusual = bool(odd[octets].any()) or (bool((octets >= 0x80).any()) and _UNUSUAL_UTF8.search(data) is not None)
-    space = _SPACE_BYTES.copy()
-    space[ord(delimiter)] = False
-    edge = np.zeros(256, dtype=bool)
-    edge[[ord(delimiter), ord("\n"), ord("\r")]] = True
-    spaces, edges = space[octets], edge[octets]
-    touching = np.zeros(len(octets), dtype=bool)
-    touching[1:] |= edges[:-1]
-    touching[:-1] |= edges[1:]
-    touching[[0, -1]] = True
-    return unusual, bool((spaces & touching).any())
+    spaces = (octets == 32) | (octets == 11) | (octets == 12)
+    if delimiter != "\t":
+        spaces |= octets == 9
+    where = np.flatnonzero(spaces)
+    if not len(where):
+        return unusual, False
+    if where[0] == 0 or where[-1] == len(octets) - 1:
+        return unusual, True
+    neighbours = np.concatenate([octets[where - 1], octets[where + 1]])
+    edges = (neighbours == ord(delimiter)) | (neighbours == 10) | (neighbours == 13)
+    return unusual, bool(edges.any())
 
 
 def cells_from_rows(rows: Sequence[Sequence[str]], width: int) -> list[pa.Array]:

@@ -798,7 +798,8 @@ class _RowLoader:
             if not self.keys.add_many(keys):
                 self._repeated()
             line = pa.array(lines[plain], pa.int32())
-            self.stager.add_columns([line, *(result.values[c] for c in loader.LEAD_COLUMNS), result.raw])
+            columns = [line, *(result.values[c] for c in loader.LEAD_COLUMNS), result.raw]
+            self.stager.add_columns(columns, backslash_free=plain_text)
         if count < len(plain):
             others = np.flatnonzero(~plain)
             take = pa.array(others)
