@@ -575,7 +575,7 @@ def _read_and_stage(
             for item in iter_blocks(lines, reader, len(header)):
                 if isinstance(item, TextBlock):
                     texts.append(item)
-                    chars += sum(map(len, item.lines))
+                    chars += len(item.text)
                     if chars >= TEXT_BATCH_CHARS:
                         rows.text(texts)
                         texts, chars = [], 0
@@ -764,8 +764,8 @@ class _RowLoader:
 
     def text(self, blocks: list[TextBlock]) -> None:
         """Consecutive blocks of lines without quotes: parsed by Arrow, checked column-wise."""
-        text = "".join(line for block in blocks for line in block.lines)
-        parsed = parse_text(text, sum(len(b.lines) for b in blocks), self.delimiter, self.width)
+        text = "".join([block.text for block in blocks])
+        parsed = parse_text(text, sum(block.count for block in blocks), self.delimiter, self.width)
         first = blocks[0].first
         for offset, line_text in parsed.others:
             cells = next(csv.reader([line_text], delimiter=self.delimiter), [])

@@ -110,6 +110,7 @@ class Stager:
         self._numbered = 0
         self._batch: list[Sequence[Any]] = []
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="lead-stage")
+        self._prepare = ThreadPoolExecutor(1, thread_name_prefix="lead-stage-prepare")
         self._pending: deque[Future] = deque()
         self._lock = threading.Lock()
 
@@ -133,25 +134,35 @@ class Stager:
     def add_columns(self, columns: Sequence[Any], *, backslash_free: bool = False) -> None:
         """Stage rows given column-wise: Arrow arrays in :data:`STAGE_COLUMNS` order, sent at once.
 
-        The batch is made ready here, in the caller's thread (Arrow, no Python per row), so the
-        worker only streams it: the database need not wait for the next batch.
-        ``backslash_free``: no value holds a backslash (PostgreSQL's text format may then do).
+        The batch is made ready (sorted, numbered, written for ``COPY``: Arrow, no Python per
+        row) in a second thread, ahead of the one that sends it, so neither the caller nor the
+        database waits for it. ``backslash_free``: no value holds a backslash (PostgreSQL's text
+        format may then do).
         """
         import pyarrow as pa
 
         table = pa.table(list(columns), names=list(STAGE_COLUMNS))
         if not table.num_rows:
             return
+        ready = self._prepare.submit(self._ready, table, backslash_free)
+        self._submit(self._send_ready, ready)
+
+    def _ready(self, table: Any, backslash_free: bool) -> tuple:
+        """(send function, its arguments) for a batch."""
         if self.direct:
             table = self._direct_table(table)
         # A column without a value in the batch is left out: it gets its default, NULL, all the same.
         table = table.select([n for n in table.column_names if table.column(n).null_count < table.num_rows])
-        if self.postgresql:
-            # (The staged rows' original cells are JSON, full of quotes: those always go as CSV.)
-            text_ok = backslash_free and "raw" not in table.column_names
-            self._submit(self._copy, table.column_names, *_copy_payload(table, text_ok), table.num_rows)
-        else:
-            self._submit(self._insert_table, table)
+        if not self.postgresql:
+            return self._insert_table, (table,)
+        # (The staged rows' original cells are JSON, full of quotes: those always go as CSV.)
+        text_ok = backslash_free and "raw" not in table.column_names
+        return self._copy, (table.column_names, *_copy_payload(table, text_ok), table.num_rows)
+
+    @staticmethod
+    def _send_ready(ready: Future) -> None:
+        send, args = ready.result()
+        send(*args)
 
     def _insert_table(self, table: Any) -> None:
         # Python values for a slice at a time: the batch waits in the queue as compact Arrow data.
@@ -285,6 +296,7 @@ class Stager:
         finally:
             if self._worker is not None:
                 self._worker.shutdown(wait=True, cancel_futures=True)
+                self._prepare.shutdown(wait=True, cancel_futures=True)
                 self._worker = None
 
     def check_direct(self) -> None:

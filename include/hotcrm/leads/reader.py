@@ -323,11 +323,18 @@ def read_header(text: io.TextIOBase, delimiter: str) -> tuple[list[str], _Lines,
 
 @dataclass(slots=True)
 class TextBlock:
-    """Physical lines without a quote character, starting at line ``first``: each line is one
-    record, so they can be parsed in one go (by the csv module or by Arrow)."""
+    """``count`` physical lines without a quote character, starting at line ``first``, as one
+    string: each line is one record, so they can be parsed in one go (by the csv module or
+    by Arrow)."""
 
     first: int
-    lines: list[str]
+    text: str
+    count: int
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines, with their line ends (CR, LF or CRLF only, as the file was read)."""
+        return io.StringIO(self.text, newline="").readlines()
 
 
 @dataclass(slots=True)
@@ -356,8 +363,9 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             first, block = lines.read_block(BLOCK_CHARS)
             if not block:
                 return
-            if not any(quote in line for line in block) and max(map(len, block)) < FIELD_LIMIT:
-                yield TextBlock(first, block)
+            text = "".join(block)
+            if quote not in text and max(map(len, block)) < FIELD_LIMIT:
+                yield TextBlock(first, text, len(block))
                 continue
             rows = _parse_block(block, dialect)
             if rows is not None:
