@@ -178,9 +178,6 @@ def import_lead_file(
     """
     mapping = mapping or Mapping.load()
     suite = suite or load_suite()
-    from hotcrm.quality import warm_up
-
-    warm_up()  # the quality suite runs after the reading: its imports load meanwhile
     progress = progress or log.info
     name = source.name
     with tempfile.TemporaryDirectory(prefix="hotcrm-lead-import-", dir=work_dir) as tmp:
@@ -203,6 +200,9 @@ def import_lead_file(
             sha256=spooled.sha256,
             size=spooled.size,
         )
+        from hotcrm.quality import warm_up
+
+        warm_up()  # the quality suite runs after the reading: its imports load meanwhile
         try:
             return _import(source, database_url, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress)
         except IntegrityError:
@@ -470,12 +470,12 @@ def _load(
 def _merge_beside_quality_check(
     session: Session, outcome: ImportOutcome, suite: dict[str, Any], indicators: tuple, staged: _Staged
 ) -> tuple[dict[str, Any], loader.MergeCounts | None]:
-    """Run the quality suite (Python, ~2 s of it importing Great Expectations) while the merge
-    (database work, the other core) runs in a thread on this transaction's connection; the
-    main thread does not touch the connection until the merge is done. The merge sits in a
-    savepoint: when the file fails its quality checks the merge is rolled back, so the failure
-    report sees the transaction as it was before the merge. Returns the suite's result and the
-    merge's counts (``None`` when the suite failed)."""
+    """Run the quality suite (Python) while the merge (database work, the other core) runs in
+    a thread on this transaction's connection; the main thread does not touch the connection
+    until the merge is done. The merge sits in a savepoint: when the file fails its quality
+    checks the merge is rolled back, so the failure report sees the transaction as it was
+    before the merge. Returns the suite's result and the merge's counts (``None`` when the
+    suite failed)."""
     conn = session.connection()
     savepoint = conn.begin_nested()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-merge") as pool:
