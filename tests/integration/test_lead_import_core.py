@@ -238,6 +238,25 @@ def test_new_leads_get_the_mapping_files_defaults(db_url, bucket, monkeypatch, d
     assert (rows["d@example.com"].lead_source, rows["d@example.com"].status) == ("Web", "Open")
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])
+def test_when_email_is_not_required_rows_without_one_are_each_a_new_lead(db_url, bucket, monkeypatch, direct):
+    monkeypatch.setattr(importer, "DIRECT_LOAD", direct)
+    mapping = Mapping.load()
+    mapping.required = ["FirstName", "LastName", "Company"]
+    rows = good_rows(10).replace(",,,,\n", "\n")
+    content = "First Name,Last Name,Company,Email\nA,B,C,\nD,E,F,\n" + rows + "Z,Y,X,person0@example.com\n"
+    outcome = run(bucket, db_url, drop(bucket, "no-email.csv", content), mapping=mapping)
+    # No email matches nothing: not a duplicate of each other, not an update (the repeated email
+    # makes the staged merge run its duplicate pass).
+    assert (outcome.inserted, outcome.duplicates, outcome.rejected) == (12, 1, 0)
+    assert {lead.first_name for lead in leads_list(db_url) if lead.email is None} == {"A", "D"}
+
+
+def leads_list(db_url) -> list[Lead]:
+    with session_scope(db_url) as session:
+        return list(session.scalars(select(Lead)))
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -758,7 +758,8 @@ class _RowLoader:
             email = clean.get("Email") or (cells[self.email_col].strip()[:255] if self.email_col is not None else None)
             self._reject(_issue(self.outcome.file_id, line, reason, cells, email))
             return
-        if not self.keys.add(key):
+        # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
+        if key is not None and not self.keys.add(key):
             self._repeated(line)
         self.stager.add(_stage_row(line, clean, self.plan, cells))
 

@@ -214,7 +214,7 @@ class Stager:
     def _send_rows(self, batch: list[Sequence[Any]]) -> None:
         if self.direct:
             now, (source, status) = self._stamp(), self.defaults
-            batch = sorted(batch, key=lambda row: row[1])
+            batch = sorted(batch, key=lambda row: row[1] or "")
             first = self._number(len(batch))[0]
             batch = [
                 (f"{self.prefix}{number:08x}", *row[1:12], row[12] or source, row[13] or status, *row[14:16], now, now)
@@ -402,7 +402,9 @@ def merge(
         # The last line of each email wins; earlier lines are duplicates.
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE {WINNERS}{on_commit} AS SELECT * FROM ("
-            f"SELECT s.*, ROW_NUMBER() OVER (PARTITION BY email ORDER BY line DESC) AS rn FROM {STAGE} s) t "
+            # Rows without an email (the mapping may not require one) are each their own: no duplicates.
+            f"SELECT s.*, ROW_NUMBER() OVER (PARTITION BY COALESCE(email, CAST(line AS TEXT)) ORDER BY line DESC)"
+            f" AS rn FROM {STAGE} s) t "
             "WHERE rn = 1"
         )
         conn.exec_driver_sql(f"CREATE UNIQUE INDEX {WINNERS}_email ON {WINNERS} (email)")
