@@ -7,7 +7,9 @@ In one run it generates a realistic CSV of N leads, then measures, each in a fre
 process (so peak RSS is that phase's own):
 
 - ``full/postgresql`` and ``full/sqlite``: ``import_lead_file`` end to end (read, validate,
-  quality suite, staging, merge, ledger, reports);
+  quality suite, load, ledger, reports); all new leads, so it loads them directly;
+- ``full/postgresql+repeats``: the same for a file where ``--repeat-share`` (1%) of the rows
+  repeat an earlier row's email, which the direct load gives way to the staged merge for;
 - ``raw/postgresql``: ``COPY`` of the file into an UNLOGGED table of text columns;
   ``raw/sqlite``: ``executemany`` of the parsed rows in one transaction;
 - ``naive/postgresql``: per row, validate + INSERT + COMMIT, on a sample (``--naive-rows``);
@@ -41,8 +43,9 @@ INDUSTRY = ["Technology", "Finance", "Healthcare", "Retail", "Manufacturing", "E
 CITY = [("Boston", "USA"), ("London", "United Kingdom"), ("Berlin", "Germany"), ("Austin", "USA"), ("Paris", "France")]
 
 
-def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7) -> None:
-    """A CSV of ``rows`` leads; ``bad_share`` of them are bad in one of several ways."""
+def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7, repeat_share: float = 0.0) -> None:
+    """A CSV of ``rows`` leads; ``bad_share`` of them are bad in one of several ways, and
+    ``repeat_share`` repeat the email of an earlier row (so the import must merge, not load directly)."""
     rnd = random.Random(seed)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -54,7 +57,7 @@ def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7) -> N
                 first,
                 last,
                 f"{last} {rnd.choice(['Inc', 'Ltd', 'GmbH', 'LLC', 'Partners'])} {i % 5000}",
-                f"{first}.{last}.{i}@company{i % 997}.example.com",
+                f"{first}.{last}.{_serial(rnd, i, repeat_share)}@company{i % 997}.example.com",
                 f"+1 ({rnd.randint(201, 989)}) 555-{rnd.randint(0, 9999):04d}" if rnd.random() < 0.8 else "",
                 rnd.choice(["CTO", "VP Sales", "Engineer", "Buyer", ""]),
                 rnd.choice(INDUSTRY),
@@ -72,6 +75,11 @@ def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7) -> N
                 else:
                     row = row[:5]
             writer.writerow(row)
+
+
+def _serial(rnd: random.Random, i: int, repeat_share: float) -> int:
+    """The email's serial: the row's own, or (``repeat_share`` of the time) an earlier row's."""
+    return rnd.randrange(i) if repeat_share and i and rnd.random() < repeat_share else i
 
 
 def _peak_rss_mb() -> float:
@@ -202,6 +210,12 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=2_000, help="rows of the per-row baseline's sample")
     parser.add_argument("--pg-url", help="an existing PostgreSQL database (default: a throwaway server)")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--repeat-share",
+        type=float,
+        default=0.01,
+        help="share of repeated emails in a second file, which the import must merge (0: skip that phase)",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
@@ -231,7 +245,11 @@ def main() -> None:
                 generate(path, rows)
                 size_mb = path.stat().st_size / 1e6
                 print(f"generated {rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f}s")
+            if args.repeat_share:
+                generate(work / f"leads_{args.rows}_repeats.csv", args.rows, repeat_share=args.repeat_share)
             plan = [("full", "postgresql", args.rows), ("raw", "postgresql", args.rows)]
+            if args.repeat_share:
+                plan.append(("full", "postgresql", f"{args.rows}_repeats"))
             if not args.skip_sqlite:
                 plan += [("full", "sqlite", args.rows), ("raw", "sqlite", args.rows)]
             plan.append(("naive", "postgresql", args.rows))
@@ -244,7 +262,7 @@ def main() -> None:
                 phase_work.mkdir()
                 result = _run_phase(phase, url, work / f"leads_{rows}.csv", phase_work, args.naive_rows)
                 result["rate"] = result["rows"] / result["seconds"]
-                key = f"{phase}/{kind}" + ("" if rows == args.rows else f"@{rows}")
+                key = f"{phase}/{kind}" + ("" if rows == args.rows else "+repeats" if "_" in str(rows) else f"@{rows}")
                 results[key] = result
                 print(
                     f"{key:24s} {result['rows']:>10,} rows {result['seconds']:8.1f}s "
@@ -259,6 +277,9 @@ def main() -> None:
     for kind in ("postgresql", "sqlite"):
         if f"full/{kind}" in results and f"raw/{kind}" in results:
             print(f"  full/raw   {kind:10s} {results[f'full/{kind}']['rate'] / results[f'raw/{kind}']['rate']:.2f}")
+    if "full/postgresql+repeats" in results and "raw/postgresql" in results:
+        ratio = results["full/postgresql+repeats"]["rate"] / results["raw/postgresql"]["rate"]
+        print(f"  full/raw   postgresql, {args.repeat_share:.0%} repeated emails (staged merge) {ratio:.2f}")
     if "naive/postgresql" in results:
         print(
             f"  full/naive postgresql {results['full/postgresql']['rate'] / results['naive/postgresql']['rate']:.0f}x"
