@@ -134,7 +134,7 @@ class ColumnarResult:
 
     plain: np.ndarray  # bool per input row: validated here (the others need the per-row rules)
     values: dict[str, pa.Array]  # lead column -> values of the plain rows (null where not given)
-    raw: pa.Array  # the plain rows' original cells, each a JSON array
+    raw: pa.Array  # the plain rows' original cells, each a JSON array (null when not asked for)
     emails: list[str]  # the plain rows' normalized emails
 
 
@@ -168,12 +168,15 @@ class ColumnarRules:
             and set(self.columns) <= set(rules.WRITABLE_FIELDS)
         )
 
-    def apply(self, cells: Sequence[pa.Array], *, plain_text: bool = False, padded: bool = True) -> ColumnarResult:
+    def apply(
+        self, cells: Sequence[pa.Array], *, plain_text: bool = False, padded: bool = True, raw: bool = True
+    ) -> ColumnarResult:
         """Validate the rows given column-wise (``width`` string arrays of one length).
 
         ``plain_text``: the caller checked that no cell holds a character :func:`has_unusual`
         finds, which spares checking each column for them; ``padded=False``: that no cell
-        starts or ends with whitespace, which spares trimming them.
+        starts or ends with whitespace, which spares trimming them; ``raw=False``: the caller
+        does not keep the original cells (the result's ``raw`` is then all null).
         """
         count = len(cells[0]) if cells else 0
         if not self.enabled or count == 0:
@@ -206,8 +209,8 @@ class ColumnarRules:
         plain_count = int(plain_np.sum())
         empty = pa.nulls(plain_count, pa.string())
         staged = {attr: values[attr].filter(mask) if attr in values else empty for attr in self.lead_columns}
-        raw = self._raw([c.filter(mask) for c in cells], plain_count, escape_free=plain_text)
-        return ColumnarResult(plain_np, staged, raw, staged["email"].to_pylist())
+        kept = self._raw([c.filter(mask) for c in cells], plain_count, escape_free=plain_text) if raw else empty
+        return ColumnarResult(plain_np, staged, kept, staged["email"].to_pylist())
 
     def _none(self, count: int) -> ColumnarResult:
         empty = pa.array([], pa.string())

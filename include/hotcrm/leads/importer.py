@@ -787,7 +787,8 @@ class _RowLoader:
 
     def rows(self, cells: list, lines, *, plain_text: bool = False, padded: bool = True) -> None:
         """Rows of the header's width given column-wise, with their line numbers."""
-        result = self.columnar.apply(cells, plain_text=plain_text, padded=padded)
+        # A direct load keeps no original cells (no row of it can become a duplicate to report).
+        result = self.columnar.apply(cells, plain_text=plain_text, padded=padded, raw=not self.direct)
         plain = result.plain
         count = len(result.emails)
         if count:
