@@ -21,7 +21,7 @@ help:
 	@echo "make test      set up and run the whole test suite (PostgreSQL included)"
 	@echo "make airflow   set up and start airflow standalone (UI on http://localhost:8080)"
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff check and ruff format --check"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,7 @@ api: setup
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(HOTCRM_DATA_DIR)

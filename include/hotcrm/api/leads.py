@@ -48,6 +48,8 @@ OPPORTUNITY_COMPANY_CHARS = Opportunity.__table__.c.name.type.length - len(OPPOR
 def opportunity_name(company: str) -> str:
     """``<Company> - Opportunity``, the Company cut so the whole fits the Name column."""
     return company[:OPPORTUNITY_COMPANY_CHARS] + OPPORTUNITY_SUFFIX
+
+
 _E164 = re.compile(E164_PATTERN)
 MAX_ID_LENGTH = 64
 
