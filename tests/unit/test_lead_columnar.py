@@ -12,8 +12,9 @@ import pyarrow as pa
 import pytest
 
 from hotcrm.leads import loader, rules
-from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, has_unusual, parse_text
-from hotcrm.leads.importer import _cells_json, _EmailKeys, _stage_plan, _stage_row
+from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _scan, cells_from_rows, parse_text
+from hotcrm.leads.columnar import cells_json as _cells_json
+from hotcrm.leads.importer import _EmailKeys, _stage_plan, _stage_row
 from hotcrm.leads.reader import HeaderMap
 
 # Cells per field: plain ones, and every kind the per-row rules must decide.
@@ -98,7 +99,7 @@ def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them
                 pool = CELLS[field]
                 cells[position] = pool[0] if rnd.random() < 0.5 else rnd.choice(pool)  # plenty of plain rows
             rows.append(cells)
-        rules_c = ColumnarRules(columns, width, loader.LEAD_COLUMNS, phone_region=region, required=required)
+        rules_c = ColumnarRules(columns, loader.LEAD_COLUMNS, phone_region=region, required=required)
         result = rules_c.apply(cells_from_rows(rows, width))
         assert len(result.plain) == len(rows)
         plain_rows = [row for row, plain in zip(rows, result.plain, strict=True) if plain]
@@ -118,21 +119,34 @@ def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them
 def test_plain_looking_rows_are_plain_and_an_amount_column_turns_the_rules_off():
     columns = {"FirstName": 0, "LastName": 1, "Company": 2, "Email": 3, "Phone": 4}
     rows = [["Ada", "Lovelace", "Engines", f"ada{i}@Example.com", "(415) 555-0132"] for i in range(5)]
-    result = ColumnarRules(columns, 5, loader.LEAD_COLUMNS).apply(cells_from_rows(rows, 5))
+    result = ColumnarRules(columns, loader.LEAD_COLUMNS).apply(cells_from_rows(rows, 5))
     assert result.plain.all() and result.emails[0] == "ada0@example.com"
     assert result.values["phone"].to_pylist()[0] == "+14155550132"
-    with_amount = ColumnarRules({**columns, "EstimatedValue": 5}, 6, loader.LEAD_COLUMNS)
+    with_amount = ColumnarRules({**columns, "EstimatedValue": 5}, loader.LEAD_COLUMNS)
     assert not with_amount.apply(cells_from_rows([[*rows[0], "12"]], 6)).plain.any()
 
 
-def test_has_unusual_finds_every_character_the_column_checks_would():
+# The reference for the byte scan: what a text block's cells may hold that the column checks must see.
+_TEXT_TO_CHECK = re.compile(f'[{_UNUSUAL_CLASS}\\x0b\\x0c"\\\\]')
+
+
+def has_unusual(text: str, delimiter: str) -> bool:
+    """True when quote-free ``text`` holds an unusual character, or one JSON escapes (line ends
+    aside; a tab unless it is the delimiter)."""
+    if delimiter != "\t" and "\t" in text:
+        return True
+    return _TEXT_TO_CHECK.search(text) is not None
+
+
+def test_the_byte_scan_finds_every_character_the_column_checks_would():
     rnd = random.Random(3)
     odd = ["\u00a0", "\x1c", "\u3000", "\ufeff", "\x01", "\x0b", "\x0c", "\\", '"', "\u2028", "\x85", "\t"]
     for _ in range(2_000):
         text = "".join(rnd.choice(["a", ",", "é", " ", "\n", *odd]) for _ in range(rnd.randint(0, 12)))
         needs = any(c in text for c in odd)
+        assert _scan(text.encode(), ",")[0] == needs, repr(text)
         assert has_unusual(text, ",") == needs, repr(text)
-    assert not has_unusual("a\tb\n", "\t")  # the delimiter itself
+    assert not _scan(b"a\tb\n", "\t")[0]  # the delimiter itself
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -197,8 +211,6 @@ def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():
 
 
 def test_the_byte_scan_of_a_text_block_agrees_with_has_unusual_and_sees_every_padded_cell():
-    from hotcrm.leads.columnar import _scan
-
     rnd = random.Random(17)
     odd = ["\u00a0", "\x1c", "\u3000", "\u2005", "\ufeff", "\x01", "\x0b", "\\", "\u2028", "\x85", "\t", "\x7f"]
     for delimiter in (",", "\t", ";"):

@@ -30,13 +30,12 @@ from hotcrm.leads import rules
 # the class reads the same to Arrow's RE2 and to Python's re.)
 _UNUSUAL_CLASS = "\\x00-\\x08\\x0e-\\x1f\\x7f\\x85\\xa0" + "\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 _UNUSUAL = f"[{_UNUSUAL_CLASS}]"
-# In a text block (no quotes, line ends only between lines): the unusual characters, and
-# what JSON escapes besides the tab (vertical tab, form feed, backslash, quote).
-_TEXT_TO_CHECK = re.compile(f'[{_UNUSUAL_CLASS}\\x0b\\x0c"\\\\]')
 _ASCII_SPACE = " \t\n\v\f\r"
 _NULL = pa.scalar(None, pa.string())
-# What a JSON encoder must escape in a string; a row with one of these has its cells encoded in Python.
+# What a JSON encoder must escape in a string (ensure_ascii=False): quotes, backslashes, controls.
 _JSON_ESCAPED = r'[\x00-\x1f"\\]'
+_JSON_ESCAPED_RE = re.compile(_JSON_ESCAPED)
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
 _SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
 _NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
@@ -93,8 +92,9 @@ def parse_text(text: str, line_count: int, delimiter: str, width: int) -> Parsed
     return ParsedText(cells, offsets, others, unusual, padded)
 
 
-# Every byte but the ASCII ones that make a text block unusual (see has_unusual): deleting
-# them leaves the unusual ones. A tab is unusual too unless it is the delimiter.
+# Every byte but the ASCII ones that make a text block unusual: deleting them leaves the
+# unusual ones (_UNUSUAL_CLASS's controls, and what JSON escapes: vertical tab, form feed,
+# quote, backslash). A tab is unusual too unless it is the delimiter.
 _USUAL_BYTES = bytes(b for b in range(256) if b not in {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 34, 92})
 _UNUSUAL_UTF8 = re.compile(
     b"|".join(re.escape(c.encode()) for c in "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
@@ -104,7 +104,9 @@ _UNUSUAL_UTF8 = re.compile(
 
 def _scan(data: bytes, delimiter: str) -> tuple[bool, bool]:
     """(unusual, padded) for the UTF-8 of quote-free lines, in a few passes of C or SIMD:
-    what :func:`has_unusual` says, and whether whitespace touches a delimiter or a line end."""
+    whether a cell may hold a character of ``_UNUSUAL_CLASS`` or one JSON escapes (line ends
+    aside; a tab unless it is the delimiter), and whether whitespace touches a delimiter or a
+    line end."""
     usual = _USUAL_BYTES if delimiter == "\t" else _USUAL_BYTES.replace(b"\t", b"")
     unusual = bool(data.translate(None, usual)) or (not data.isascii() and _UNUSUAL_UTF8.search(data) is not None)
     octets = np.frombuffer(data, dtype=np.uint8)
@@ -149,14 +151,12 @@ class ColumnarRules:
     def __init__(
         self,
         columns: Mapping[str, int],
-        width: int,
         lead_columns: Sequence[str],
         *,
         phone_region: str = rules.DEFAULT_PHONE_REGION,
         required: Sequence[str] = rules.REQUIRED_FIELDS,
     ) -> None:
         self.columns = dict(columns)
-        self.width = width
         self.lead_columns = tuple(lead_columns)
         self.required = tuple(required)
         self.phone_region = phone_region
@@ -173,8 +173,8 @@ class ColumnarRules:
     ) -> ColumnarResult:
         """Validate the rows given column-wise (``width`` string arrays of one length).
 
-        ``plain_text``: the caller checked that no cell holds a character :func:`has_unusual`
-        finds, which spares checking each column for them; ``padded=False``: that no cell
+        ``plain_text``: the caller checked that no cell holds an unusual character (see
+        :func:`_scan`), which spares checking each column for them; ``padded=False``: that no cell
         starts or ends with whitespace, which spares trimming them; ``raw=False``: the caller
         does not keep the original cells (the result's ``raw`` is then all null).
         """
@@ -265,17 +265,13 @@ class ColumnarRules:
         encoded = joined.to_pylist()
         columns = [c.take(pa.array(rows)).to_pylist() for c in cells]
         for position, row_cells in zip(rows, zip(*columns, strict=True), strict=True):
-            encoded[position] = _encode_json(list(row_cells))
+            encoded[position] = cells_json(row_cells)
         return pa.array(encoded, pa.string())
 
 
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def has_unusual(text: str, delimiter: str) -> bool:
-    """True when ``text`` (lines without quotes) may hold a cell that :meth:`ColumnarRules.apply`
-    must check column by column: whitespace an ASCII trim misses, controls, or characters
-    JSON escapes (a tab counts unless it is the delimiter; line ends do not)."""
-    if delimiter != "\t" and "\t" in text:
-        return True
-    return _TEXT_TO_CHECK.search(text) is not None
+def cells_json(cells: Sequence[str]) -> str:
+    """``json.dumps(cells)`` compactly, without ASCII escapes; made by joining when no cell has
+    anything JSON escapes."""
+    if _JSON_ESCAPED_RE.search("".join(cells)) is None:
+        return '["' + '","'.join(cells) + '"]' if cells else "[]"
+    return _encode_json(list(cells))

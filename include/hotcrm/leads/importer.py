@@ -21,7 +21,6 @@ import html
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 import uuid
@@ -43,7 +42,7 @@ from hotcrm.crm.db import session_scope
 from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
 from hotcrm.leads import loader
-from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, parse_text
+from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, cells_json, parse_text
 from hotcrm.leads.models import (
     COUNT_FIELDS,
     DUPLICATE,
@@ -64,6 +63,7 @@ from hotcrm.leads.reader import (
     TextBlock,
     copy_to,
     detect_delimiter,
+    is_blank,
     iter_blocks,
     map_header,
     open_text,
@@ -85,9 +85,6 @@ _NAN = float("nan")
 DIRECT_LOAD = True
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-# What the JSON encoder escapes in a string (ensure_ascii=False): quotes, backslashes, controls.
-_JSON_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
 
 
 class AccountingError(RuntimeError):
@@ -385,15 +382,16 @@ def _import(
 def _move(source: Any, dest: Any, outcome: ImportOutcome) -> None:
     """Move ``source`` to ``dest`` and note where it went: renamed on a local disk, else copied
     then deleted (the bucket may be S3)."""
-    local_source, local_dest = _local_path(source), _local_path(dest)
-    try:
-        if local_source is None or local_dest is None:
-            raise OSError("not on a local disk")
-        os.replace(local_source, local_dest)
-    except OSError:  # another filesystem (or object storage): copy, then delete
-        copy_to(source, dest)
-        source.unlink()
     outcome.archived_path = str(dest)
+    local_source, local_dest = _local_path(source), _local_path(dest)
+    if local_source is not None and local_dest is not None:
+        try:
+            os.replace(local_source, local_dest)
+            return
+        except OSError:  # another filesystem: copy, then delete
+            pass
+    copy_to(source, dest)
+    source.unlink()
 
 
 def _local_path(path: Any) -> Path | None:
@@ -613,9 +611,9 @@ def _read_and_stage(
 
 def _refused_by_unique_index(exc: BaseException) -> bool:
     """True for a unique violation (PostgreSQL's COPY raises psycopg's, SQLite SQLAlchemy's)."""
-    if isinstance(exc, IntegrityError):
-        return True
-    return getattr(exc, "sqlstate", None) == "23505"
+    error = exc.orig if isinstance(exc, IntegrityError) else exc
+    unique_codes = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    return getattr(error, "sqlstate", None) == "23505" or getattr(error, "sqlite_errorname", None) in unique_codes
 
 
 @dataclass(frozen=True)
@@ -693,7 +691,10 @@ class _RowLoader:
         direct: bool = False,
     ) -> None:
         self.conn, self.outcome, self.width, self.delimiter, self.progress = conn, outcome, width, delimiter, progress
-        defaults = (mapping.defaults.get("LeadSource", "Import"), mapping.defaults.get("Status", "New"))
+        defaults = (
+            mapping.defaults.get("LeadSource", loader.DEFAULTS[0]),
+            mapping.defaults.get("Status", loader.DEFAULTS[1]),
+        )
         self.stager = loader.open_stage(conn, direct=direct, now=utcnow(), defaults=defaults)
         self.direct = direct
         self.keys = _EmailKeys()
@@ -703,13 +704,12 @@ class _RowLoader:
         self.started = time.monotonic()
         self.normalize = row_normalizer(
             header_map.columns.items(),
-            default_source=mapping.defaults.get("LeadSource", "Import"),
+            default_source=defaults[0],
             phone_region=mapping.phone_region,
             required=mapping.required,
         )
         self.columnar = ColumnarRules(
             header_map.columns,
-            width,
             loader.LEAD_COLUMNS,
             phone_region=mapping.phone_region,
             required=mapping.required,
@@ -743,7 +743,7 @@ class _RowLoader:
 
     def row(self, line: int, cells: list[str]) -> None:
         """One record of the header's width, through the per-row rules (a blank one is skipped)."""
-        if not "".join(cells).strip():
+        if is_blank(cells):
             return
         self._count()
         clean, errors = self.normalize(cells)
@@ -770,7 +770,7 @@ class _RowLoader:
         first = blocks[0].first
         for offset, line_text in parsed.others:
             cells = next(csv.reader([line_text], delimiter=self.delimiter), [])
-            if "".join(cells).strip():
+            if not is_blank(cells):
                 self.shape_error(first + offset, cells, ragged(len(cells), self.width))
         self.rows(parsed.cells, parsed.offsets + first, plain_text=not parsed.unusual, padded=parsed.padded)
 
@@ -781,7 +781,7 @@ class _RowLoader:
             if len(cells) == self.width:
                 numbers.append(number)
                 good.append(cells)
-            elif "".join(cells).strip():
+            elif not is_blank(cells):
                 self.shape_error(number, cells, ragged(len(cells), self.width))
         self.rows(cells_from_rows(good, self.width), np.array(numbers, dtype=np.int64))
 
@@ -841,7 +841,7 @@ def _stage_plan(header_map: HeaderMap) -> _StagePlan:
 
 def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[str]) -> list:
     """One staging row (:data:`loader.STAGE_COLUMNS` order) for a valid lead."""
-    row = [line, *map(clean.get, plan.fields), _cells_json(cells)]  # clean.get(None) is None
+    row = [line, *map(clean.get, plan.fields), cells_json(cells)]  # clean.get(None) is None
     for pos, column in plan.defaulted:
         if not cells[column].strip():
             row[pos + 1] = None
@@ -849,13 +849,6 @@ def _stage_row(line: int, clean: dict[str, Any], plan: _StagePlan, cells: list[s
         if row[pos + 1] is not None:
             row[pos + 1] = str(row[pos + 1])
     return row
-
-
-def _cells_json(cells: list[str]) -> str:
-    """``_encode_json(cells)``, made by joining when no cell has anything JSON escapes."""
-    if _JSON_ESCAPED.search("".join(cells)) is None:
-        return '["' + '","'.join(cells) + '"]' if cells else "[]"
-    return _encode_json(cells)
 
 
 def _issue(file_id: str, line: int, reason: str, cells: list[str], email: str | None = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Most files bring only new, distinct emails. Those are loaded *directly*: each batch goes
 into ``leads`` as it is read (PostgreSQL: ``COPY``; SQLite: ``executemany``), from a worker
 thread so the database works while the next batch is read, with Ids made of the import's
-prefix and the line number. A direct load holds only while that is the right result: an
+prefix and a counter (each batch numbered in email order). A direct load holds only while that is the right result: an
 email already in the CRM (the unique index refuses it), one that belongs to a Contact, or
 one seen twice in the file abandons it (:class:`DirectLoadAbandoned`); the caller rolls it
 back and loads the file *staged*.
@@ -227,11 +227,10 @@ class Stager:
         self._count(len(batch))
 
     def _send_issues(self, issues: list[dict[str, Any]]) -> None:
-        rows = [(i["file_id"], i["line_number"], i["kind"], i["reason"], i["email"], i["raw"]) for i in issues]
-        if self.postgresql:
-            rows = [(*row[:5], None if row[5] is None else json.dumps(row[5], ensure_ascii=False)) for row in rows]
-        else:
-            rows = [(*row[:5], None if row[5] is None else json.dumps(row[5])) for row in rows]
+        rows = [
+            (*(i[c] for c in ISSUE_COLUMNS[:5]), None if i["raw"] is None else json.dumps(i["raw"], ensure_ascii=False))
+            for i in issues
+        ]
         self._insert("lead_import_issues", ISSUE_COLUMNS, rows)
 
     def _insert(self, table: str, columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
@@ -243,7 +242,7 @@ class Stager:
         else:
             marks = ", ".join("?" for _ in columns)
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-            self.conn.exec_driver_sql(sql, rows if rows and isinstance(rows[0], tuple) else list(map(tuple, rows)))
+            self.conn.exec_driver_sql(sql, list(map(tuple, rows)))  # (tuple() of a tuple is that tuple)
 
     def _count(self, rows: int) -> None:
         with self._lock:
@@ -359,8 +358,9 @@ def open_stage(
 def id_prefix(now: datetime) -> str:
     """The first 28 characters of this import's lead Ids: a UUIDv7 (RFC 9562) whose 48-bit
     timestamp is the import's millisecond and whose other bits are random, but for the last 32
-    bits, left for a per-row counter: the line number in a direct load, the rank in email
-    order in :func:`merge` (:func:`_new_id_sql`).
+    bits, left for a per-row counter: in a direct load, each batch numbered in email order
+    after the last (:meth:`Stager._number`); in :func:`merge`, the rank in email order
+    (:func:`_new_id_sql`).
 
     Ids that share a prefix and count up go into the primary-key index side by side, where
     random UUID4s would land on a random page each (at a million rows, ~40% of the insert).

@@ -316,9 +316,14 @@ def read_header(text: io.TextIOBase, delimiter: str) -> tuple[list[str], _Lines,
     reader = csv.reader(lines, delimiter=delimiter, strict=False)
     for row in reader:
         lines.taken.clear()
-        if any(cell.strip() for cell in row):
+        if not is_blank(row):
             return row, lines, reader
     raise FileRejected("the file is empty: it needs a header row and at least one lead")
+
+
+def is_blank(cells: list[str]) -> bool:
+    """True for a record with no cell holding anything but whitespace (a blank line)."""
+    return not "".join(cells).strip()
 
 
 @dataclass(slots=True)
@@ -407,7 +412,7 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
             continue
         rows = item.rows if isinstance(item, Block) else csv.reader(item.lines, reader.dialect)
         for number, row in enumerate(rows, item.first):
-            if not "".join(row).strip():  # no cell with anything but whitespace
+            if is_blank(row):
                 continue
             if len(row) == width:
                 yield Record(number, row)
@@ -437,7 +442,7 @@ def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
     if not taken:
         return _END
     first_line = taken[0][0]
-    if row is not None and not any(cell.strip() for cell in row) and len(taken) == 1:
+    if row is not None and is_blank(row) and len(taken) == 1:
         return None
     if row is not None and len(row) == width and len(taken) <= MAX_RECORD_LINES:
         return Record(first_line, row)
