@@ -169,7 +169,10 @@ def _run_chunk(
         )
         if is_postgresql(database_url):
             # Hold our rows for the transaction, so no other worker can take them even if the lease ends.
-            query = query.with_for_update(skip_locked=True)
+            # Wait for a lock rather than skip the row: another worker's claim (FOR UPDATE SKIP LOCKED)
+            # can lock a row of ours for an instant while it rechecks it, and a skipped row would sit
+            # claimed by us, unprocessed, until its lease ran out.
+            query = query.with_for_update()
         rows = list(session.scalars(query))
         # Event-time order, so events for one Payment within a chunk apply as they happened.
         rows.sort(key=lambda r: (aware(r.event_time) or aware(r.received_at), r.id))
