@@ -191,39 +191,53 @@ def test_existing_lead_is_updated_contact_and_converted_lead_are_reported(db_url
     assert "converted Lead" in reasons["3"] and "Contact" in reasons["4"]
 
 
-def test_file_failing_the_quality_suite_loads_nothing(db_url, bucket):
+def shifted_rows(n: int, start: int = 0) -> str:
+    """Rows whose first-name cell holds an email: the columns of the export are shifted."""
+    return "".join(f"shift{i}@example.com,Last{i},Company {i},person{i}@example.com,,,,\n" for i in range(start, start + n))
+
+
+def test_file_failing_the_quality_suite_loads_nothing_and_counts_every_row(db_url, bucket):
     with session_scope(db_url) as session:  # the merge would report this row, and update the Lead
         session.add(Contact(first_name="Con", last_name="Tact", email="person1@example.com"))
         session.add(Lead(first_name="Old", last_name="Lead", company="Co", email="person2@example.com"))
     path = drop(
         bucket,
         "junk.csv",
-        HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\nG,H,I,nope-again,,,,\n" + good_rows(3) + good_rows(1),
+        HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\nG,H,I,nope-again,,,,\n" + shifted_rows(60) + shifted_rows(1),
     )
     outcome = run(bucket, db_url, path)
 
-    assert outcome.status == "failed" and "quality checks" in outcome.error and "EmailValid" in outcome.error
-    assert (outcome.inserted, outcome.updated, outcome.duplicates) == (0, 0, 0)
+    assert outcome.status == "failed" and "quality checks" in outcome.error and "ShiftedColumn" in outcome.error
+    assert (outcome.rows_read, outcome.inserted, outcome.updated, outcome.duplicates) == (64, 0, 0, 0)
+    assert (outcome.rejected, outcome.not_loaded) == (3, 61)
     assert set(leads(db_url)) == {"person2@example.com"} and leads(db_url)["person2@example.com"].first_name == "Old"
     with session_scope(db_url) as session:
         assert session.scalar(select(func.count()).select_from(ImportIssue)) == 0
         ledger = session.get(ImportFile, outcome.file_id)
-        assert (ledger.status, ledger.rows_read, ledger.rejected) == ("failed", 7, 3)
+        assert (ledger.status, ledger.rows_read, ledger.rejected, ledger.not_loaded) == ("failed", 64, 3, 61)
         assert (ledger.inserted, ledger.updated, ledger.duplicates) == (0, 0, 0)
     assert (bucket["failed"] / "junk.csv").exists() and not path.exists()
     html = (bucket["failed"] / "junk.csv.report.html").read_text()
-    assert "FAILED" in html and "expect_column_mean_to_be_between" in html
+    assert "FAILED" in html and "expect_column_mean_to_be_between" in html and "not loaded" in html
+    report = json.loads((bucket["failed"] / "junk.csv.report.json").read_text())
+    assert report["rows_read"] == report["rejected"] + report["not_loaded"] == 64
     # Only the rows the rules rejected: the duplicate and the Contact's email are the merge's, which never happened.
     assert [r["kind"] for r in rejects(bucket["failed"] / "junk.csv.rejects.csv")] == ["rejected"] * 3
 
 
-def test_thresholds_come_from_the_suite_file(db_url, bucket):
+def test_thresholds_and_min_rows_come_from_the_suite_file(db_url, bucket):
     suite = importer.load_suite()
     for spec in suite["expectations"]:
-        if spec["kwargs"].get("column") == "EmailValid":
-            spec["kwargs"]["min_value"] = 0.3
-    path = drop(bucket, "junk.csv", HEADER + "A,B,C,nope,,,,\nD,E,F,also-nope,,,,\n" + good_rows(1))
+        if spec["kwargs"].get("column") == "ShiftedColumn":
+            spec["kwargs"]["max_value"] = 0.6
+    path = drop(bucket, "junk.csv", HEADER + shifted_rows(55) + good_rows(45))
     assert run(bucket, db_url, path, suite=suite).status == "imported"
+    # Below min_rows the file-level checks do not run: its rows are judged one by one.
+    suite["min_rows"] = 1_000
+    suite["expectations"][0]["kwargs"]["max_value"] = 0.0
+    outcome = run(bucket, db_url, drop(bucket, "small.csv", HEADER + shifted_rows(10, start=100)), suite=suite)
+    assert outcome.status == "imported" and outcome.inserted == 10
+    assert "apply from 1000" in outcome.quality["statistics"]["skipped"]
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])

@@ -460,6 +460,7 @@ def get_import(request: Request, file_id: str) -> dict:
             "updated": record.updated or 0,
             "duplicates": record.duplicates or 0,
             "rejected": record.rejected or 0,
+            "notLoaded": record.not_loaded or 0,
             "error": record.error,
             "createdAt": lead_service._plain(record.created_at),
             "startedAt": lead_service._plain(record.started_at),

@@ -184,6 +184,7 @@ class ImportStatus(BaseModel):
     updated: int
     duplicates: int
     rejected: int
+    notLoaded: int = 0  # rows of a failed file not loaded (beside those rejected)
     error: str | None
     createdAt: datetime
     startedAt: datetime | None

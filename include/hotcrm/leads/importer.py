@@ -12,6 +12,14 @@ ends up in ``processed_dir`` or ``failed_dir`` with its reports beside it:
 A file is all-or-nothing: the leads, the rejected rows, the ledger's final state and the
 ``lead.imported`` outbox event commit in one transaction. Reports are written before that
 commit and the file is moved after it, so a run killed anywhere is finished by the next.
+
+Row-level problems (a bad email, a missing name, a ragged line, a repeated email) never fail
+a file: each such row is rejected or reported as a duplicate, and the rest loads. The
+file-level quality suite looks only for shape problems (a shifted column, text decoded
+wrongly) in the rows that passed the row checks, and only from the suite's ``min_rows``.
+
+:func:`check_lead_file` runs the same reading, checks and merge in a transaction that is
+rolled back: the reports of an import, nothing loaded, nothing recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import html
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -66,7 +75,6 @@ from hotcrm.leads.reader import (
     is_blank,
     iter_blocks,
     map_header,
-    open_text,
     ragged,
     read_header,
     spool,
@@ -79,8 +87,21 @@ SUITE_NAME = "lead_file"
 PROGRESS_EVERY = 100_000
 # Characters of quote-free lines parsed and checked together (the columnar rules' batch).
 TEXT_BATCH_CHARS = 2 * 1024 * 1024
-_KEY_MASK = 0xFFFFFFFFFFFFF  # email hashes as exact float64s for the quality suite
-_NAN = float("nan")
+_KEY_MASK = 0xFFFFFFFFFFFFF  # email hashes, as keys of _EmailKeys
+# The suite's default: it applies from this many rows that passed the row checks.
+MIN_ROWS = 50
+# Signs of text decoded with the wrong encoding somewhere upstream: a replacement character,
+# or UTF-8 read as Windows-1252 ("Ã©" for "é", "â€™" for "’", "Â " for a no-break space).
+_MOJIBAKE = (
+    "\ufffd|\u00e2\u20ac|\u00c2[\u00a0-\u00bf]"
+    "|\u00c3[\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]"
+)
+_MOJIBAKE_LEADS = ("\u00c3", "\u00c2", "\u00e2", "\ufffd")
+_MOJIBAKE_RE = re.compile(_MOJIBAKE)
+# Columns whose values hold no "@" unless the columns are shifted (an email in a name).
+_NAME_ATTRS = ("first_name", "last_name", "company")
+_TEXT_ATTRS = ("first_name", "last_name", "company", "title", "city")
+CHECKED = "checked"  # check_lead_file's status for a file that would be imported
 # Try loading a file straight into leads first (see hotcrm.leads.loader).
 DIRECT_LOAD = True
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
@@ -103,6 +124,7 @@ class ImportOutcome:
     updated: int = 0
     duplicates: int = 0
     rejected: int = 0
+    not_loaded: int = 0  # a failed file's rows, other than those rejected: none of it loaded
     encoding: str | None = None
     delimiter: str | None = None
     sha256: str | None = None
@@ -180,7 +202,7 @@ def import_lead_file(
     with tempfile.TemporaryDirectory(prefix="hotcrm-lead-import-", dir=work_dir) as tmp:
         tmp_path = Path(tmp)
         try:
-            spooled = spool(source, tmp_path / "source")
+            spooled = spool(source, tmp_path / "source", mapping.limits)
         except FileRejected as exc:
             return _fail_before_reading(source, database_url, name, str(exc), failed_dir)
         ledger, previous = _claim(database_url, source, spooled)
@@ -212,6 +234,93 @@ def import_lead_file(
             if previous is None:
                 raise
             return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
+
+
+def check_lead_file(
+    source: Any,
+    database_url: str,
+    *,
+    report_dir: Any = None,
+    mapping: Mapping | None = None,
+    suite: dict[str, Any] | None = None,
+    work_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ImportOutcome:
+    """Everything :func:`import_lead_file` does to a file but load it: encoding, delimiter,
+    header mapping, every reject and duplicate (against the CRM as it is), the quality suite.
+
+    The work runs in one transaction that is rolled back, ledger row included; the file stays
+    where it is. With ``report_dir`` the same ``<name>.report.html``, ``.report.json`` and
+    ``.rejects.csv`` are written there. The outcome's status is ``checked`` when the file would
+    be imported, else ``failed`` or ``duplicate`` with the reason.
+    """
+    mapping = mapping or Mapping.load()
+    suite = suite or load_suite()
+    progress = progress or log.info
+    name = source.name
+    with tempfile.TemporaryDirectory(prefix="hotcrm-lead-check-", dir=work_dir) as tmp:
+        try:
+            spooled = spool(source, Path(tmp) / "source", mapping.limits)
+        except FileRejected as exc:
+            outcome = ImportOutcome(file_id="-", file_name=name, status=FAILED, error=str(exc))
+            if report_dir is not None:
+                outcome.report_path = _write_reports(report_dir / name, outcome, None, None)
+            return outcome
+        try:
+            with session_scope(database_url) as session:
+                ledger = ImportFile(
+                    path=str(source),
+                    file_name=name,
+                    size=spooled.size,
+                    sha256=spooled.sha256,
+                    encoding=spooled.encoding,
+                    status=PROCESSING,
+                    started_at=utcnow(),
+                )
+                session.add(ledger)
+                session.flush()
+                outcome = ImportOutcome(
+                    file_id=ledger.id,
+                    file_name=name,
+                    status=PROCESSING,
+                    encoding=spooled.encoding,
+                    sha256=spooled.sha256,
+                    size=spooled.size,
+                )
+                previous = session.scalar(
+                    select(ImportFile).where(ImportFile.sha256 == spooled.sha256, ImportFile.status == IMPORTED)
+                )
+                if previous is not None:
+                    outcome.status, outcome.error = DUPLICATE, _repeat_error(previous)
+                    if report_dir is not None:
+                        outcome.report_path = _write_reports(report_dir / name, outcome, None, None)
+                    raise _Discard
+                from hotcrm.quality import warm_up
+
+                warm_up()
+                _load(
+                    session,
+                    source,
+                    spooled,
+                    outcome,
+                    mapping,
+                    suite,
+                    None,
+                    None,
+                    progress,
+                    check=True,
+                    check_dir=report_dir,
+                )
+        except _Discard:
+            pass
+    return outcome
+
+
+def _repeat_error(previous: ImportFile) -> str:
+    return (
+        f"this content was already imported from {previous.file_name!r} on {previous.finished_at:%Y-%m-%d %H:%M} UTC "
+        f"(file_id {previous.id}); it is not imported again"
+    )
 
 
 def _claim(database_url: str, source: Any, spooled) -> tuple[ImportFile, ImportFile | None]:
@@ -301,10 +410,7 @@ def _already_imported(
             _move(source, _report_base(outcome, processed_dir), outcome)
         log.info("%s was imported already (file_id %s); archived it", source.name, previous.id)
         return outcome
-    error = (
-        f"this content was already imported from {previous.file_name!r} on {previous.finished_at:%Y-%m-%d %H:%M} UTC "
-        f"(file_id {previous.id}); it is not imported again"
-    )
+    error = _repeat_error(previous)
     with session_scope(database_url) as session:
         session.execute(
             update(ImportFile)
@@ -413,8 +519,15 @@ def _load(
     processed_dir: Any,
     failed_dir: Any,
     progress: Callable[[str], None],
+    *,
+    check: bool = False,
+    check_dir: Any = None,
 ) -> None:
-    """Everything that must commit together: staged rows, issues, leads, ledger, event."""
+    """Everything that must commit together: staged rows, issues, leads, ledger, event.
+
+    ``check`` (from :func:`check_lead_file`): everything but the commit: the reports go to
+    ``check_dir`` (if any), then the transaction is thrown away."""
+    checking = check
     failure = header_map = quality = counts = None
     try:
         try:
@@ -432,25 +545,36 @@ def _load(
         else:
             quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, staged)
         if not quality["success"]:
-            failure = "the file failed its quality checks, so nothing of it was loaded: " + _quality_summary(quality)
+            failure = (
+                "the file failed its file-level quality checks (a sign of a shifted column or of text decoded "
+                "wrongly), so none of its rows was loaded: " + _quality_summary(quality)
+            )
     outcome.quality = quality
     if failure is not None:
         outcome.status, outcome.error = FAILED, failure
-        if failed_dir is not None:
+        # Every row is accounted for: those rejected one by one, and the others, not loaded.
+        outcome.not_loaded = outcome.rows_read - outcome.rejected
+        target = check_dir if checking else failed_dir
+        if target is not None:
             # The reports (rejects included) come from this transaction, which is then thrown away.
-            dest = _destination(failed_dir, source.name, outcome.file_id)
+            dest = target / source.name if checking else _destination(target, source.name, outcome.file_id)
             outcome.report_path = _write_reports(dest, outcome, header_map, session)
         raise _Discard
     outcome.inserted, outcome.updated = counts.inserted, counts.updated
     outcome.duplicates = counts.duplicates
     outcome.rejected += counts.matched_elsewhere
-    total = outcome.inserted + outcome.updated + outcome.duplicates + outcome.rejected
+    total = outcome.inserted + outcome.updated + outcome.duplicates + outcome.rejected + outcome.not_loaded
     if total != outcome.rows_read:
         raise AccountingError(
             f"{source.name}: rows read {outcome.rows_read} != inserted {outcome.inserted} + updated "
             f"{outcome.updated} + duplicates {outcome.duplicates} + rejected {outcome.rejected} (= {total}); "
             "nothing of the file was loaded"
         )
+    if checking:
+        outcome.status = CHECKED
+        if check_dir is not None:
+            outcome.report_path = _write_reports(check_dir / source.name, outcome, header_map, session)
+        raise _Discard
     outcome.status = IMPORTED
     if processed_dir is not None:
         dest = _destination(processed_dir, source.name, outcome.file_id)
@@ -521,6 +645,7 @@ def _finish_ledger(session: Session, outcome: ImportOutcome) -> None:
             updated=outcome.updated,
             duplicates=outcome.duplicates,
             rejected=outcome.rejected,
+            not_loaded=outcome.not_loaded,
             error=outcome.error,
             report_path=outcome.report_path,
             finished_at=utcnow(),
@@ -546,7 +671,7 @@ def _read_and_stage(
     progress: Callable[[str], None],
     *,
     direct: bool = False,
-) -> tuple[HeaderMap, tuple[array, array, array], _Staged]:
+) -> tuple[HeaderMap, tuple[array, array], _Staged]:
     """Parse, validate and stage every record; returns the header map, the per-row indicators
     the quality suite checks, and what the merge needs to know.
 
@@ -556,17 +681,18 @@ def _read_and_stage(
     """
     conn = session.connection()
     savepoint = conn.begin_nested() if direct else None
-    with open_text(spooled.path, spooled.encoding) as text:
+    with spooled.open() as text:
         sample = text.read(SNIFF_BYTES)
         if not sample.strip():
             raise FileRejected("the file is empty: it needs a header row and at least one lead")
         delimiter = detect_delimiter(sample)
         outcome.delimiter = delimiter
         text.seek(0)
-        header, lines, reader = read_header(text, delimiter)
+        header, lines, reader = read_header(text, delimiter, mapping.limits)
         header_map = map_header(header, mapping)
         outcome.unknown_columns, outcome.unused_columns = header_map.unknown, header_map.unused
         rows = _RowLoader(conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct)
+        rows.max_columns = mapping.limits.max_columns
         try:
             texts: list[TextBlock] = []
             chars = 0
@@ -606,7 +732,7 @@ def _read_and_stage(
     outcome.rows_read, outcome.rejected = rows.read, rows.rejected
     stager = rows.stager
     staged = _Staged(direct, rows.keys.distinct, stager.rows, stager.now, stager.defaults)
-    return header_map, (rows.email_valid, rows.required_empty, rows.email_key), staged
+    return header_map, (rows.shifted, rows.mojibake), staged
 
 
 def _refused_by_unique_index(exc: BaseException) -> bool:
@@ -699,7 +825,9 @@ class _RowLoader:
         self.direct = direct
         self.keys = _EmailKeys()
         self.issues: list[dict[str, Any]] = []
-        self.email_valid, self.required_empty, self.email_key = array("b"), array("b"), array("d")
+        # The file-level suite's indicators, one per row that passed the row checks.
+        self.shifted, self.mojibake = array("b"), array("b")
+        self.max_columns = 4_096
         self.read = self.rejected = 0
         self.started = time.monotonic()
         self.normalize = row_normalizer(
@@ -737,8 +865,12 @@ class _RowLoader:
             self.issues = []
 
     def shape_error(self, line: int, cells: list[str], error: str) -> None:
-        """A record whose shape is wrong (ragged, unbalanced quote): rejected as it is."""
+        """A record whose shape is wrong (ragged, unbalanced quote): rejected as it is (past the
+        column limit, only its first cells are kept)."""
         self._count()
+        if len(cells) > self.max_columns:
+            error += f" (more than the {self.max_columns:,} columns allowed: only the first {self.width} are kept)"
+            cells = cells[: self.width]
         self._reject(_issue(self.outcome.file_id, line, f"line {line} {error}", cells))
 
     def row(self, line: int, cells: list[str]) -> None:
@@ -748,11 +880,7 @@ class _RowLoader:
         self._count()
         clean, errors = self.normalize(cells)
         is_valid_email = "Email" in clean
-        self.email_valid.append(1 if is_valid_email else 0)
-        # No errors means every required field is there (and so its cell is not blank).
-        self.required_empty.append(0 if not errors or all(cells[i].strip() for i in self.required_columns) else 1)
         key = hash(clean["Email"]) & _KEY_MASK if is_valid_email else None
-        self.email_key.append(_NAN if key is None else float(key))
         if errors:
             reason = "; ".join(str(e) for e in errors)
             email = clean.get("Email") or (cells[self.email_col].strip()[:255] if self.email_col is not None else None)
@@ -761,6 +889,10 @@ class _RowLoader:
         # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
         if key is not None and not self.keys.add(key):
             self._repeated(line)
+        self.shifted.append(any("@" in (clean.get(f) or "") for f in ("FirstName", "LastName", "Company")))
+        self.mojibake.append(
+            any(_MOJIBAKE_RE.search(clean.get(f) or "") for f in ("FirstName", "LastName", "Company", "Title", "City"))
+        )
         self.stager.add(_stage_row(line, clean, self.plan, cells))
 
     def text(self, blocks: list[TextBlock]) -> None:
@@ -793,10 +925,10 @@ class _RowLoader:
         count = len(result.emails)
         if count:
             self._count(count)
-            self.email_valid.frombytes(b"\x01" * count)
-            self.required_empty.frombytes(bytes(count))
+            shifted, mojibake = _shape_flags(result.values, count)
+            self.shifted.frombytes(shifted.tobytes())
+            self.mojibake.frombytes(mojibake.tobytes())
             keys = np.fromiter(map(hash, result.emails), dtype=np.int64, count=count) & _KEY_MASK
-            self.email_key.frombytes(keys.astype(np.float64).tobytes())
             if not self.keys.add_many(keys):
                 self._repeated()
             line = pa.array(lines[plain], pa.int32())
@@ -855,29 +987,50 @@ def _issue(file_id: str, line: int, reason: str, cells: list[str], email: str | 
     return {"file_id": file_id, "line_number": line, "kind": REJECTED, "reason": reason, "email": email, "raw": cells}
 
 
-def _check_quality(
-    suite: dict[str, Any], email_valid: array, required_empty: array, email_key: array
-) -> dict[str, Any]:
-    """Run the file-level suite on per-row indicators (compact arrays, not the file's text)."""
+def _shape_flags(values: dict[str, pa.Array], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The suite's indicators for a batch of plain rows (int8 arrays): an "@" in a name or
+    company (a shifted column), mojibake in a text column. Literal searches first; the
+    regular expression only runs on a column where a mojibake lead character occurs."""
+    import pyarrow.compute as pc
+
+    shifted = np.zeros(count, dtype=bool)
+    for attr in _NAME_ATTRS:
+        column = values.get(attr)
+        if column is not None and column.null_count < count:
+            shifted |= pc.fill_null(pc.match_substring(column, "@"), False).to_numpy(zero_copy_only=False)
+    mojibake = np.zeros(count, dtype=bool)
+    for attr in _TEXT_ATTRS:
+        column = values.get(attr)
+        if column is None or column.null_count == count:
+            continue
+        if any(pc.any(pc.match_substring(column, lead)).as_py() for lead in _MOJIBAKE_LEADS):
+            found = pc.fill_null(pc.match_substring_regex(column, _MOJIBAKE), False)
+            mojibake |= found.to_numpy(zero_copy_only=False)
+    return shifted.astype(np.int8), mojibake.astype(np.int8)
+
+
+def _check_quality(suite: dict[str, Any], shifted: array, mojibake: array) -> dict[str, Any]:
+    """Run the file-level suite on per-row indicators of the rows that passed the row checks
+    (compact arrays, not the file's text); skipped, and passed, below the suite's ``min_rows``."""
     import numpy as np
     import pandas as pd
 
     from hotcrm.quality import validate_dataframe
 
+    rows, min_rows = len(shifted), int(suite.get("min_rows", MIN_ROWS))
+    if rows < min_rows:
+        note = (
+            f"not run: {rows} row(s) passed the row checks, and the file-level checks apply from {min_rows} "
+            "(min_rows in the suite); the rows were judged one by one"
+        )
+        statistics = {"evaluated_expectations": 0, "successful_expectations": 0, "skipped": note}
+        return {"suite": suite.get("name", SUITE_NAME), "success": True, "outcomes": [], "statistics": statistics}
     # GX logs its set-up at INFO; the task log should show the import's progress, not that.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
     frame = pd.DataFrame(
         {
-            "EmailValid": np.frombuffer(email_valid, dtype=np.int8)
-            if len(email_valid)
-            else np.array([], dtype=np.int8),
-            "RequiredEmpty": np.frombuffer(required_empty, dtype=np.int8)
-            if len(required_empty)
-            else np.array([], dtype=np.int8),
-            "EmailKey": np.frombuffer(email_key, dtype=np.float64)
-            if len(email_key)
-            else np.array([], dtype=np.float64),
+            "ShiftedColumn": np.frombuffer(shifted, dtype=np.int8),
+            "Mojibake": np.frombuffer(mojibake, dtype=np.int8),
         }
     )
     result = validate_dataframe(frame, suite.get("name", SUITE_NAME), suite["expectations"])
@@ -934,9 +1087,12 @@ def _write_rejects(path: Any, outcome: ImportOutcome, header_map: HeaderMap | No
 
 def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
     esc = html.escape
-    verdict = {IMPORTED: "imported", FAILED: "NOT imported (failed)", DUPLICATE: "NOT imported (duplicate)"}.get(
-        outcome.status, outcome.status
-    )
+    verdict = {
+        IMPORTED: "imported",
+        FAILED: "NOT imported (failed)",
+        DUPLICATE: "NOT imported (duplicate)",
+        CHECKED: "checked: would be imported (nothing was loaded)",
+    }.get(outcome.status, outcome.status)
     facts = [
         ("status", verdict),
         ("file_id", outcome.file_id),
@@ -946,6 +1102,7 @@ def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
         ("updated", outcome.updated),
         ("duplicates (earlier rows with the same email)", outcome.duplicates),
         ("rejected", outcome.rejected),
+        ("not loaded (the file failed as a whole)", outcome.not_loaded),
         ("encoding", outcome.encoding or ""),
         ("delimiter", report.get("delimiter_name") or ""),
         (
@@ -963,6 +1120,9 @@ def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
     quality = ""
     if outcome.quality is not None:
         quality = render_section(_result_from_dict(outcome.quality), "Quality checks")
+        skipped = outcome.quality["statistics"].get("skipped")
+        if skipped:
+            quality += f"\n<p>File-level checks {esc(skipped)}.</p>"
     title = f"Lead import: {outcome.file_name}"
     return html_page(title, f"<h1>{esc(title)}</h1>\n<table>{rows}</table>\n{quality}")
 

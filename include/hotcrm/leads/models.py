@@ -27,8 +27,9 @@ IMPORTED = "imported"
 FAILED = "failed"
 DUPLICATE = "duplicate"
 FILE_STATUSES = (RECEIVED, PROCESSING, IMPORTED, FAILED, DUPLICATE)
-# A file's row counts: rows_read = inserted + updated + duplicates + rejected.
-COUNT_FIELDS = ("rows_read", "inserted", "updated", "duplicates", "rejected")
+# A file's row counts: rows_read = inserted + updated + duplicates + rejected + not_loaded
+# (not_loaded: the rows of a file that failed as a whole, other than those rejected).
+COUNT_FIELDS = ("rows_read", "inserted", "updated", "duplicates", "rejected", "not_loaded")
 
 # Issue kinds.
 REJECTED = "rejected"
@@ -63,6 +64,7 @@ class ImportFile(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+    not_loaded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     report_path: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -78,7 +78,7 @@ def summary_text(outcome: dict[str, Any], issues: list[str]) -> tuple[str, str]:
         body.append(f"Read as: {outcome['encoding']}, delimiter {outcome.get('delimiter')!r}")
     body.append(
         "Rows: {rows_read} read, {inserted} inserted, {updated} updated, {duplicates} duplicates, "
-        "{rejected} rejected".format(**{k: outcome.get(k, 0) for k in COUNT_FIELDS})
+        "{rejected} rejected, {not_loaded} not loaded".format(**{k: outcome.get(k, 0) for k in COUNT_FIELDS})
     )
     if outcome.get("unknown_columns"):
         body.append("Columns not imported (unknown): " + ", ".join(outcome["unknown_columns"]))

@@ -4,10 +4,12 @@ Everything here streams: a file is copied once to a local spool file (computing 
 sha256 and checking its encoding on the way), then parsed record by record. Memory does
 not grow with the file.
 
-Problems that end the whole file (empty, header only, binary, duplicate or missing
-columns) raise :class:`FileRejected` with a message for the person who dropped the file.
-Problems with one record (ragged, unbalanced quotes) come out of :func:`iter_records` as
-:class:`Record` with ``error`` set, and the rest of the file goes on.
+Problems that end the whole file (empty, header only, binary, not a regular file, a line or
+header past the limits, duplicate or missing columns) raise :class:`FileRejected` with a
+message for the person who dropped the file. Problems with one record (ragged, a quote that
+never closes, a NUL byte) come out of :func:`iter_records` as :class:`Record` with ``error``
+set, and the rest of the file goes on: every physical line ends in a record, a rejected
+record, a blank line skipped, or the file's error.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import stat
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,9 +40,18 @@ DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # A quoted field spanning more lines than this is taken for an unbalanced quote.
 MAX_RECORD_LINES = 50
-# Fields may legitimately be long (notes), but not unbounded.
+# The csv module's own cap on a field (process-wide); Limits.max_line_bytes keeps lines below it.
 FIELD_LIMIT = 16 * 1024 * 1024
 csv.field_size_limit(FIELD_LIMIT)
+# Share of C0 control bytes (NUL included) in the first chunk above which a file is binary.
+BINARY_CONTROL_SHARE = 0.05
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+_TEXT_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+# A valid multi-byte UTF-8 sequence: in a file that is not valid UTF-8 throughout, the sign that
+# some of it (often the header, written by another tool) is UTF-8 all the same.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+MIXED_ENCODING = "utf-8, other lines cp1252"
+STRAY_BOM = " after a UTF-16 BOM"
 
 _MAGIC = (
     (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook?)"),
@@ -56,59 +69,258 @@ class FileRejected(Exception):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Caps on a file's shape, far above any real CRM export: past them a file (or a record)
+    is refused early, before it can take the worker's memory."""
+
+    max_columns: int = 4_096  # header columns (a data row with more is rejected, cells cut)
+    max_field_chars: int = 1 << 20  # a quoted field spanning lines (beyond it: a quote never closed)
+    max_line_bytes: int = 16 << 20  # one physical line, checked while copying (the file is refused)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Limits:
+        """Limits from the mapping file's ``limits`` object; errors name the file and key."""
+        known = {"max_columns", "max_field_chars", "max_line_bytes"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown limits {unknown}; known: {sorted(known)}")
+        for key, value in data.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{where}: limits.{key} must be a positive integer, not {value!r}")
+        if data.get("max_line_bytes", cls.max_line_bytes) > FIELD_LIMIT:
+            raise ValueError(f"{where}: limits.max_line_bytes may be at most {FIELD_LIMIT}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class Spooled:
-    """A local copy of a dropped file, with what was learnt while copying it."""
+    """A local copy of a dropped file, with what was learnt while copying it.
+
+    ``encoding`` is the file's, as reported; the copy is read as ``text_encoding`` with the
+    codec error handler ``errors`` (a UTF-16 file is copied as UTF-8)."""
 
     path: Path
     size: int
     sha256: str
     encoding: str
+    text_encoding: str = ""
+    errors: str = "strict"
+
+    def open(self) -> io.TextIOWrapper:
+        """The copy as text (see :func:`open_text`)."""
+        return open_text(self.path, self.text_encoding or self.encoding, self.errors)
 
 
-def spool(source: Any, dest: Path) -> Spooled:
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte that is not UTF-8 is read as Windows-1252 (its five unassigned
+    bytes as Latin-1), so a file mixing UTF-8 and Windows-1252 lines reads right in both."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in bad), exc.end
+
+
+codecs.register_error("hotcrm-cp1252-fallback", _cp1252_fallback)
+
+
+def _open_regular(source: Any):
+    """``source`` opened for reading; a local path is opened without following a symbolic link
+    and must be a regular file (a FIFO would block, a device never end)."""
+    local = _local_file(source)
+    if local is None:
+        return source.open("rb")
+    try:
+        fd = os.open(local, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if os.path.islink(local):
+            raise FileRejected(not_regular_reason(local)) from None
+        raise FileRejected(f"the file cannot be opened ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise FileRejected(not_regular_reason(local))
+    return os.fdopen(fd, "rb")
+
+
+def _local_file(source: Any) -> Path | None:
+    if isinstance(source, Path):
+        return source
+    if getattr(source, "protocol", None) in ("file", "local"):
+        return Path(source.path)
+    return None
+
+
+def not_regular_reason(path: Any) -> str | None:
+    """Why a local ``path`` is refused unread (a link, a folder, a FIFO...), or None for a regular file.
+
+    Links are never followed: nothing is read from their target, whose name is not repeated."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        what = "a symbolic link"
+    elif stat.S_ISDIR(mode):
+        what = "a folder"
+    elif stat.S_ISFIFO(mode):
+        what = "a named pipe (FIFO)"
+    elif stat.S_ISSOCK(mode):
+        what = "a socket"
+    else:
+        what = "a device"
+    return (
+        f"this is {what}, not a regular file; links and special files are never read: "
+        "copy the CSV file itself into incoming/"
+    )
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le`` / ``utf-16-be`` when the head looks like UTF-16 text without a BOM (mostly
+    ASCII: NUL in every other byte), else None."""
+    pairs = len(head) // 2
+    if pairs < 4:
+        return None
+    even, odd = head[0 : 2 * pairs : 2], head[1 : 2 * pairs : 2]
+    if odd.count(0) >= 0.6 * pairs and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) >= 0.6 * pairs and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
+
+
+def spool(source: Any, dest: Path, limits: Limits | None = None) -> Spooled:
     """Copy ``source`` (anything with ``.open('rb')``) to ``dest``, hashing it and working out
-    its encoding: ``utf-8-sig`` (with BOM), ``utf-8``, else ``cp1252``, else ``latin-1``.
+    its encoding: UTF-16 (with or without BOM; the copy is UTF-8), ``utf-8-sig`` (with BOM),
+    ``utf-8``, else UTF-8 with Windows-1252 lines, ``cp1252``, else ``latin-1``.
 
-    Raises :class:`FileRejected` for binary content (NUL bytes or a known binary signature).
+    Raises :class:`FileRejected` for what is not a regular file (a local symbolic link is
+    never followed), binary content (a known signature, or control bytes throughout the first
+    chunk) and a line longer than ``limits.max_line_bytes``. A NUL byte here and there is left
+    to the rows it is in.
     """
+    limits = limits or Limits()
     digest = hashlib.sha256()
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    utf8_ok = True
     size = 0
-    head = b""
-    with source.open("rb") as src, open(dest, "wb") as out:
-        while chunk := src.read(CHUNK):
-            if size == 0:
-                head = chunk[:8]
-                for magic, what in _MAGIC:
-                    if chunk.startswith(magic):
-                        raise FileRejected(f"the file is {what}, not a CSV text file; {_FIX_SAVE_AS}")
-            if b"\x00" in chunk:
-                offset = size + chunk.index(b"\x00")
-                raise FileRejected(
-                    f"the file is binary (a NUL byte at byte {offset}); it may be UTF-16 or a spreadsheet: "
-                    + _FIX_SAVE_AS
-                )
-            size += len(chunk)
-            digest.update(chunk)
-            out.write(chunk)
-            if utf8_ok:
+    with _open_regular(source) as src:
+        head = src.read(CHUNK)
+        for magic, what in _MAGIC:
+            if head.startswith(magic):
+                raise FileRejected(f"the file is {what}, not a CSV text file; {_FIX_SAVE_AS}")
+        utf16, skip, label = _utf16_kind(head)
+        if utf16 is None and len(head.translate(None, _TEXT_BYTES)) > BINARY_CONTROL_SHARE * len(head):
+            offset = next(i for i, b in enumerate(head) if b in _CONTROL_BYTES)
+            what = "a NUL byte" if head[offset] == 0 else f"control byte 0x{head[offset]:02x}"
+            raise FileRejected(
+                f"the file is binary (control bytes throughout; {what} at byte {offset}); it may be a spreadsheet: "
+                + _FIX_SAVE_AS
+            )
+        decoder = codecs.getincrementaldecoder(utf16)() if utf16 else None
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        utf8_ok, multibyte = True, False
+        longest = _LongestLine(limits.max_line_bytes)
+        with open(dest, "wb") as out:
+            chunk, first = head, True
+            while chunk:
+                size += len(chunk)
+                digest.update(chunk)
+                data = chunk[skip:] if first else chunk
+                first = False
+                if decoder is not None:
+                    try:
+                        data = decoder.decode(data).encode("utf-8")
+                    except UnicodeDecodeError:
+                        raise FileRejected(
+                            f"the file starts as {label} text but is not valid {label} near byte {size - len(chunk)}: "
+                            + _FIX_SAVE_AS
+                        ) from None
+                longest.feed(data)
+                out.write(data)
+                if decoder is None:
+                    if utf8_ok:
+                        try:
+                            utf8.decode(data)
+                        except UnicodeDecodeError:
+                            utf8_ok = False
+                    if not multibyte and not data.isascii():
+                        multibyte = _UTF8_MULTIBYTE.search(data) is not None
+                chunk = src.read(CHUNK)
+            if decoder is not None:
                 try:
-                    utf8.decode(chunk)
+                    out.write(decoder.decode(b"", final=True).encode("utf-8"))
                 except UnicodeDecodeError:
-                    utf8_ok = False
+                    raise FileRejected(f"the file ends in the middle of a {label} character: {_FIX_SAVE_AS}") from None
+        longest.finish()
+    if decoder is not None:
+        return Spooled(dest, size, digest.hexdigest(), label, "utf-8")
+    if utf8_ok and label == STRAY_BOM:
+        return Spooled(dest, size, digest.hexdigest(), "utf-8" + STRAY_BOM, "utf-8")
     if utf8_ok:
         try:
             utf8.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8_ok = False
     if utf8_ok:
-        encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
-    elif _decodes(dest, "cp1252"):
-        encoding = "cp1252"
-    else:
-        encoding = "latin-1"  # every byte is a Latin-1 character: the last resort never fails
-    return Spooled(dest, size, digest.hexdigest(), encoding)
+        encoding = "utf-8-sig" if head[skip:].startswith(codecs.BOM_UTF8) else "utf-8"
+        return Spooled(dest, size, digest.hexdigest(), encoding, encoding)
+    if multibyte:
+        # Some of it is UTF-8 (say the header), some not: each line reads right either way.
+        return Spooled(dest, size, digest.hexdigest(), MIXED_ENCODING, "utf-8", "hotcrm-cp1252-fallback")
+    encoding = "cp1252" if _decodes(dest, "cp1252") else "latin-1"  # Latin-1 never fails
+    return Spooled(dest, size, digest.hexdigest(), encoding + label, encoding)
+
+
+def _utf16_kind(head: bytes) -> tuple[str | None, int, str]:
+    """(decoder, BOM bytes to skip, label) for the file's first chunk: UTF-16 with a BOM, UTF-16
+    without one, a UTF-16 BOM on 8-bit text (the BOM is dropped), or neither."""
+    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            if b"\x00" not in head[2:] and len(head) > 2:
+                # "Unicode" in name only: a UTF-16 BOM, then text with no NUL byte in it.
+                return None, 2, STRAY_BOM
+            return codec, 2, codec
+    codec = _utf16_without_bom(head)
+    if codec is not None:
+        return codec, 0, f"{codec} (no BOM)"
+    return None, 0, ""
+
+
+class _LongestLine:
+    """Watches the bytes of a copy for a line (ended by LF or CR) longer than ``limit``, with
+    numpy over each chunk; the line number given counts LFs (CRs alone for a CR-only file)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.run, self.lf, self.cr = limit, 0, 0, 0
+
+    def feed(self, data: bytes) -> None:
+        import numpy as np
+
+        octets = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero((octets == 10) | (octets == 13))
+        if len(ends):
+            gaps = np.diff(ends, prepend=-1 - self.run)  # each line's length, its end included
+            if int(gaps.max()) > self.limit + 1:
+                self._refuse(data, int(ends[int(np.argmax(gaps > self.limit + 1))]))
+            self.run = len(data) - int(ends[-1]) - 1
+        else:
+            self.run += len(data)
+        if self.run > self.limit:
+            self._refuse(data, len(data))
+        self.lf += data.count(b"\n")
+        self.cr += data.count(b"\r")
+
+    def finish(self) -> None:
+        if self.run > self.limit:
+            self._refuse(b"", 0)
+
+    def _refuse(self, data: bytes, position: int) -> None:
+        line = 1 + (self.lf + data.count(b"\n", 0, position) if self.lf or b"\n" in data else self.cr)
+        raise FileRejected(
+            f"line {line} is longer than {self.limit:,} bytes (limits.max_line_bytes in "
+            "include/config/lead_mapping.json); no lead export has lines that long: check that the file is a "
+            "CSV of leads, or shorten the long field"
+        )
 
 
 def _decodes(path: Path, encoding: str) -> bool:
@@ -123,9 +335,9 @@ def _decodes(path: Path, encoding: str) -> bool:
     return True
 
 
-def open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+def open_text(path: Path, encoding: str, errors: str = "strict") -> io.TextIOWrapper:
     """The spooled file as text; ``newline=''`` lets the csv module see CR, LF and CRLF alike."""
-    return open(path, encoding=encoding, newline="")
+    return open(path, encoding=encoding, errors=errors, newline="")
 
 
 def detect_delimiter(sample: str) -> str:
@@ -167,6 +379,7 @@ class Mapping:
     required: list[str]
     defaults: dict[str, str] = field(default_factory=dict)
     phone_region: str = "US"
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def load(cls, path: Path = MAPPING_PATH) -> Mapping:
@@ -189,7 +402,16 @@ class Mapping:
         missing = [f for f in required if f not in fields]
         if missing:
             raise ValueError(f"{path}: required fields {missing} have no entry in 'fields'")
-        return cls(fields, list(required), dict(data.get("defaults", {})), str(data.get("phone_region", "US")))
+        limits = data.get("limits", {})
+        if not isinstance(limits, dict):
+            raise ValueError(f"{path}: 'limits' must be an object, e.g. {{\"max_columns\": 4096}}")
+        return cls(
+            fields,
+            list(required),
+            dict(data.get("defaults", {})),
+            str(data.get("phone_region", "US")),
+            Limits.from_dict({k: v for k, v in limits.items() if not k.startswith("_")}, str(path)),
+        )
 
     def aliases(self) -> dict[str, tuple[str, int]]:
         """Normalized alias -> (field, priority); a lower priority number wins."""
@@ -266,28 +488,48 @@ class Record:
 
 
 class _Lines:
-    """Physical lines with their numbers, with push-back, counting what the csv reader takes."""
+    """Physical lines with their numbers, with push-back, counting what the csv reader takes.
 
-    def __init__(self, text: io.TextIOBase) -> None:
+    While the csv reader builds one record (``taken`` not empty), the lines stop (as at the end
+    of the file, ``cut`` set) once the record spans ``max_lines`` lines or ``max_chars``
+    characters: a quote that never closes costs no more than that. ``eof`` is set when the
+    reader asked for a line past the end of the file.
+    """
+
+    def __init__(self, text: io.TextIOBase, max_lines: int = MAX_RECORD_LINES, max_chars: int = 1 << 20) -> None:
         self._text = text
         self._number = 0
         self._pending: deque[tuple[int, str]] = deque()
         self.taken: list[tuple[int, str]] = []
+        self.taken_chars = 0
+        self.max_lines, self.max_chars = max_lines, max_chars
+        self.eof = self.cut = False
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
+        if self.taken and (len(self.taken) >= self.max_lines or self.taken_chars > self.max_chars):
+            self.cut = True
+            raise StopIteration
         if self._pending:
             item = self._pending.popleft()
         else:
             line = self._text.readline()
             if not line:
+                self.eof = True
                 raise StopIteration
             self._number += 1
             item = (self._number, line)
         self.taken.append(item)
+        self.taken_chars += len(item[1])
         return item[1]
+
+    def start_record(self) -> None:
+        """Forget what the previous record took."""
+        self.taken.clear()
+        self.taken_chars = 0
+        self.eof = self.cut = False
 
     def push_back(self, items: list[tuple[int, str]]) -> None:
         self._pending.extendleft(reversed(items))
@@ -307,16 +549,35 @@ class _Lines:
         return first, block
 
 
-def read_header(text: io.TextIOBase, delimiter: str) -> tuple[list[str], _Lines, Any]:
+def read_header(text: io.TextIOBase, delimiter: str, limits: Limits | None = None) -> tuple[list[str], _Lines, Any]:
     """The header row, and the line source and csv reader positioned after it.
 
-    Blank lines before the header are skipped; :class:`FileRejected` when the file has no text.
+    Blank lines before the header are skipped; :class:`FileRejected` when the file has no
+    text, or a header of more than ``limits.max_columns`` columns.
     """
-    lines = _Lines(text)
+    limits = limits or Limits()
+    lines = _Lines(text, max_chars=limits.max_field_chars)
     reader = csv.reader(lines, delimiter=delimiter, strict=False)
-    for row in reader:
-        lines.taken.clear()
+    while True:
+        lines.start_record()
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise FileRejected(f"the header row cannot be parsed ({exc})") from None
+        if len(row) > limits.max_columns:
+            raise FileRejected(
+                f"the header row has {len(row):,} columns, more than the {limits.max_columns:,} allowed "
+                "(limits.max_columns in include/config/lead_mapping.json); check that the file is a CSV of leads"
+            )
+        if lines.eof or lines.cut:
+            raise FileRejected(
+                f"the header row opens a quote on line {lines.taken[0][0]} that is never closed; "
+                "fix the quotes in the first line"
+            )
         if not is_blank(row):
+            lines.start_record()
             return row, lines, reader
     raise FileRejected("the file is empty: it needs a header row and at least one lead")
 
@@ -369,14 +630,16 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             if not block:
                 return
             text = "".join(block)
-            if quote not in text and max(map(len, block)) < FIELD_LIMIT:
+            if "\x00" in text:  # rare: the records with a NUL are found one by one
+                lines.push_back(list(enumerate(block, first)))
+            elif quote not in text and max(map(len, block)) < FIELD_LIMIT:
                 yield TextBlock(first, text, len(block))
                 continue
-            rows = _parse_block(block, dialect)
-            if rows is not None:
+            elif (rows := _parse_block(block, dialect)) is not None:
                 yield Block(first, rows)
                 continue
-            lines.push_back(list(enumerate(block, first)))
+            else:
+                lines.push_back(list(enumerate(block, first)))
         record = _next_record(lines, reader, width)
         if record is _END:
             return
@@ -426,11 +689,18 @@ def ragged(fields: int, width: int) -> str:
 
 
 _END = Record(0, [])
+UNCLOSED_QUOTE = "has an unbalanced quote: a quote opened on this line is never closed"
+NUL_REASON = "contains a NUL byte (shown as \ufffd); remove it from the file and drop it again"
 
 
 def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
-    """The next record read line by line (``None`` for a blank line, ``_END`` at the end)."""
-    lines.taken.clear()
+    """The next record read line by line (``None`` for a blank line, ``_END`` at the end).
+
+    A quote still open at the end of the file, or past ``MAX_RECORD_LINES`` lines or the
+    longest field allowed, rejects the record's first line only; the lines after it are read
+    again as records of their own, so none is lost.
+    """
+    lines.start_record()
     try:
         row = next(reader)
         problem = None
@@ -442,19 +712,53 @@ def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
     if not taken:
         return _END
     first_line = taken[0][0]
-    if row is not None and is_blank(row) and len(taken) == 1:
+    unclosed = lines.eof or lines.cut  # the reader wanted more lines for an open quote
+    if not unclosed and len(taken) > 1 and row is not None and not _closes_cleanly(taken, reader.dialect):
+        # The quote "closed" on a later line by a quote of another record (followed by text,
+        # not a delimiter): the lines between are records, not a field.
+        unclosed, problem = True, f"its quote only closes on line {taken[-1][0]}, inside another record"
+    if row is not None and is_blank(row) and len(taken) == 1 and not unclosed:
         return None
-    if row is not None and len(row) == width and len(taken) <= MAX_RECORD_LINES:
-        return Record(first_line, row)
-    if len(taken) > 1 and (row is None or len(row) != width or len(taken) > MAX_RECORD_LINES):
-        # Most likely an unbalanced quote: reject the first line, read the rest again.
+    if unclosed or (len(taken) > 1 and (row is None or len(row) != width)):
         lines.push_back(taken[1:])
         raw = taken[0][1].rstrip("\r\n")
         cells = next(csv.reader([raw], delimiter=reader.dialect.delimiter, strict=False), [raw])
-        return Record(first_line, cells, "has an unbalanced quote (a field opens a quote that never closes)")
+        if problem is not None and problem.startswith("its quote"):
+            where = problem
+        elif lines.eof:
+            where = "the file ends inside it"
+        elif lines.cut and len(taken) >= lines.max_lines:
+            where = f"not within {lines.max_lines} lines"
+        elif lines.cut:
+            where = f"not within {lines.max_chars:,} characters (limits.max_field_chars)"
+        else:
+            where = f"its record spans {len(taken)} lines and has {len(row or [])} fields, not {width}"
+        return _checked(Record(first_line, cells, f"{UNCLOSED_QUOTE} ({where}); the lines after it are read again"))
+    if row is not None and len(row) == width:
+        return _checked(Record(first_line, row))
     if problem is None:
         problem = ragged(len(row), width)
-    return Record(first_line, row or [taken[0][1].rstrip("\r\n")], problem)
+    return _checked(Record(first_line, row or [taken[0][1].rstrip("\r\n")], problem))
+
+
+def _closes_cleanly(taken: list[tuple[int, str]], dialect: Any) -> bool:
+    """True when a record of several lines parses strictly (each closing quote followed by a
+    delimiter or the line's end) as one record."""
+    try:
+        rows = list(csv.reader(["".join(text for _, text in taken)], dialect, strict=True))
+    except csv.Error:
+        return False
+    return len(rows) == 1
+
+
+def _checked(record: Record) -> Record:
+    """The record, rejected when a NUL byte is in it (the database cannot store one); NULs in
+    the kept cells become U+FFFD."""
+    if any("\x00" in cell for cell in record.cells):
+        record.cells = [cell.replace("\x00", "\ufffd") for cell in record.cells]
+        if record.error is None:
+            record.error = NUL_REASON
+    return record
 
 
 def copy_to(source: Any, dest: Any) -> None:
