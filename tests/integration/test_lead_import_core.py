@@ -193,7 +193,8 @@ def test_existing_lead_is_updated_contact_and_converted_lead_are_reported(db_url
 
 def shifted_rows(n: int, start: int = 0) -> str:
     """Rows whose first-name cell holds an email: the columns of the export are shifted."""
-    return "".join(f"shift{i}@example.com,Last{i},Company {i},person{i}@example.com,,,,\n" for i in range(start, start + n))
+    rows = (f"shift{i}@example.com,Last{i},Company {i},person{i}@example.com,,,,\n" for i in range(start, start + n))
+    return "".join(rows)
 
 
 def test_file_failing_the_quality_suite_loads_nothing_and_counts_every_row(db_url, bucket):

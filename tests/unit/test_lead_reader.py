@@ -13,7 +13,6 @@ from hotcrm.leads.reader import (
     iter_records,
     map_header,
     normalize_header,
-    open_text,
     read_header,
     spool,
 )
