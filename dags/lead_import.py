@@ -12,7 +12,8 @@ LEADS_ASSET = Asset(name="hotcrm_leads", uri="hotcrm://crm/leads")
 DOC_MD = """
 # lead_import
 
-Business users drop lead files (CSV: comma, semicolon, tab or pipe; UTF-8 or Windows-1252)
+Business users drop lead files (CSV: comma, semicolon, tab or pipe; UTF-8, UTF-16 (Excel's
+"Unicode Text") or Windows-1252)
 into **`imports/leads/incoming/`** of the import bucket (`HOTCRM_BUCKET_URL`: `file://` by
 default, `s3://` through the `hotcrm_bucket` connection). Each file becomes Leads in the CRM
 database (`hotcrm_db`); rows that cannot be loaded are reported line by line.
@@ -24,16 +25,20 @@ with nothing to do skips the import. `max_active_runs=1`, so two runs never race
 the DAG with the param `file_name` (a name in `incoming/`).
 
 **Tasks.** `find_files` lists the files; `import_file` is mapped over them, one task per
-file: it reads the file in a stream, validates each row with the CRM's lead rules, checks
-the file as a whole with the Great Expectations suite `include/config/quality/lead_file.json`,
+file: it reads the file in a stream, validates each row with the CRM's lead rules (a bad
+row is rejected, a repeated email reported as a duplicate: neither fails the file), checks
+the file's shape with the Great Expectations suite `include/config/quality/lead_file.json`,
 and loads it in one transaction (all-or-nothing; a re-run after a crash ends in the same
 state as one clean run). Each returns its counts (rows read = inserted + updated +
-duplicates + rejected) and updates the `hotcrm_leads` Asset. `summarize` logs one line per file.
+duplicates + rejected + not loaded) and updates the `hotcrm_leads` Asset. A file that fails
+as a whole fails its `import_file` task (no retry) and `summarize`, so the run is red;
+`summarize` logs one line per file.
 
 **Where results go.** The file moves to `processed/` (or `failed/` when it cannot be read,
 fails the quality suite, or its content was imported before), with
 `<name>.report.html` (open it in a browser), `<name>.report.json` and `<name>.rejects.csv`
-beside it. The ledger table `lead_import_files` holds each file's status and counts.
+beside it. Links and special files in `incoming/` are refused unread. To check a file
+without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_files` holds each file's status and counts.
 
 **Configuration.** Header names: `include/config/lead_mapping.json`. Thresholds:
 `include/config/quality/lead_file.json`.

@@ -97,3 +97,32 @@ def test_s3_bucket(airflow_db, hotcrm_env, s3_bucket, s3_server):
     assert f"imports/leads/incoming/{MESSY}" not in keys
     body = client.get_object(Bucket=bucket, Key=f"imports/leads/processed/{MESSY}.rejects.csv")["Body"].read()
     assert "'+44 7700 900123" in body.decode("utf-8-sig")
+
+
+def test_a_failed_file_fails_its_task_and_the_run_and_is_still_summarized(airflow_db, hotcrm_env):
+    incoming = hotcrm_env["bucket_dir"] / "imports" / "leads" / "incoming"
+    incoming.mkdir(parents=True)
+    shutil.copy(SAMPLES / CLEAN, incoming / CLEAN)
+    # Columns shifted by the export: first names hold emails (the suite's ShiftedColumn check).
+    shifted = "".join(f"x{i}@example.com,Last{i},Co{i},p{i}@example.com\n" for i in range(60))
+    (incoming / "shifted.csv").write_text("First Name,Last Name,Company,Email\n" + shifted)
+
+    result = _run()
+
+    assert result.state == "failed", result
+    outcomes = {o["file_name"]: o for o in result.returns["import_file"]}
+    assert outcomes[CLEAN]["status"] == "imported"
+    failed = outcomes["shifted.csv"]
+    assert (failed["status"], failed["rows_read"], failed["not_loaded"], failed["inserted"]) == ("failed", 60, 60, 0)
+    assert result.returns["summarize"]["by_status"] == {"imported": 1, "failed": 1}
+    assert result.returns["summarize"]["not_loaded"] == 60
+    assert (hotcrm_env["bucket_dir"] / "imports" / "leads" / "failed" / "shifted.csv.report.html").exists()
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        states = {
+            ti.map_index: ti.state
+            for ti in session.query(TaskInstance).filter_by(run_id=result.run_id, task_id="import_file")
+        }
+    assert sorted(str(s) for s in states.values()) == ["failed", "success"]

@@ -96,12 +96,14 @@ def test_summary_is_queued_once_and_lists_the_refused_rows(root, db_url, rules_f
 
 
 def test_a_failed_file_says_why_and_a_file_without_a_rule_sends_nothing(root, db_url, rules_file):
+    from airflow.sdk.exceptions import AirflowFailException
+
     _drop(root, "broken.csv", "Name,Phone\nx,1\n")
-    outcome = import_incoming_file("broken.csv", db_url, root=root)
-    assert outcome["status"] == "failed"
+    with pytest.raises(AirflowFailException, match="broken.csv was not imported: missing required column") as failed:
+        import_incoming_file("broken.csv", db_url, root=root)  # the task fails, after the summary is queued
     [(to, subject, text)] = _notices(db_url)
     assert to == "ops@crm.example" and subject == "Lead import broken.csv: failed, nothing loaded"
-    assert f"Why: {outcome['error']}" in text
+    assert "Why: missing required column(s)" in text and "Why:" not in str(failed.value)
 
     _drop(root, "leads.tsv", HEADER + "Ada,Lovelace,Engines,ada@example.com\n")
     assert import_incoming_file("leads.tsv", db_url, root=root)["inserted"] == 1

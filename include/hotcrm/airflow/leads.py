@@ -29,17 +29,31 @@ def lead_folders(root: Any = None) -> dict[str, Any]:
     return folders
 
 
+def _waiting(path: Any) -> bool:
+    """True for an entry of ``incoming/`` to import or refuse: a file, and on a local disk also
+    a symbolic link or special file (the import refuses those unread, with a report); folders
+    are left alone."""
+    if path.name.startswith(".") or path.name.endswith(IGNORED_SUFFIXES):
+        return False
+    if getattr(path, "protocol", "file") in ("file", "local"):
+        import os
+        import stat
+
+        try:
+            mode = os.lstat(path.path if hasattr(path, "protocol") else path).st_mode
+        except OSError:
+            return False
+        return not stat.S_ISDIR(mode)
+    return path.is_file()
+
+
 def list_incoming(file_name: str | None = None, root: Any = None) -> list[str]:
     """The names of the files waiting in ``incoming/`` (sorted), or just ``file_name``.
 
     A named file that is not there is an error that says what is there instead.
     """
     incoming = lead_folders(root)["incoming"]
-    names = sorted(
-        p.name
-        for p in (incoming.iterdir() if incoming.exists() else [])
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(IGNORED_SUFFIXES)
-    )
+    names = sorted(p.name for p in (incoming.iterdir() if incoming.exists() else []) if _waiting(p))
     if file_name:
         if "/" in file_name or file_name.startswith("."):
             raise ValueError(f"file_name {file_name!r}: give the name of a file in {incoming}, not a path")
@@ -63,7 +77,7 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
 
     folders = lead_folders(root)
     source = folders["incoming"] / file_name
-    if not source.exists():
+    if not source.exists() and not _waiting(source):  # (a dangling link does not "exist")
         previous = outcome_from_ledger(database_url, str(source))
         if previous is None:
             raise FileNotFoundError(f"{source} is gone and the ledger has no record of it")
@@ -75,17 +89,40 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
         ).to_dict()
     if queue_import_summary(database_url, result):
         log.info("%s: summary email queued for the uploader", file_name)
+    if result["status"] == "failed":
+        counts = ", ".join(
+            f"{result.get(k) or 0} {k.replace('_', ' ')}" for k in ("rows_read", "rejected", "not_loaded")
+        )
+        _fail_task(
+            f"{file_name} was not imported: {result.get('error')} ({counts}); report: {result.get('report_path')}",
+            result,
+        )
     return result
 
 
+def _fail_task(message: str, result: dict[str, Any]) -> None:
+    """End the task as failed (red in the UI, no retry: the file is in ``failed/`` already), with
+    ``result`` pushed as its return value all the same (``summarize`` still lists the file)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        from airflow.sdk import get_current_context
+
+        get_current_context()["ti"].xcom_push(key="return_value", value=result)
+    except RuntimeError:  # called outside a task (tests, the command line): nothing to push
+        pass
+    raise AirflowFailException(message)
+
+
 def summarize_outcomes(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``summarize`` task: logs one line per file and returns the run's totals by status."""
+    """The ``summarize`` task: logs one line per file and returns the run's totals by status;
+    fails (after pushing them) when a file failed, so the run shows it."""
     from hotcrm.leads.models import COUNT_FIELDS
 
     outcomes = [o for o in (outcomes or []) if o]
     for o in outcomes:
         log.info(
-            "%s: %s (%s read, %s inserted, %s updated, %s duplicates, %s rejected); report: %s",
+            "%s: %s (%s read, %s inserted, %s updated, %s duplicates, %s rejected, %s not loaded); report: %s",
             o["file_name"],
             o["status"],
             *(o.get(k) or 0 for k in COUNT_FIELDS),
@@ -94,8 +131,13 @@ def summarize_outcomes(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for o in outcomes:
         by_status[o["status"]] = by_status.get(o["status"], 0) + 1
-    return {
+    totals = {
         "files": len(outcomes),
         "by_status": by_status,
         **{k: sum(o.get(k) or 0 for o in outcomes) for k in COUNT_FIELDS},
     }
+    failed = [o["file_name"] for o in outcomes if o["status"] == "failed"]
+    if failed:
+        # The run's state follows this last task: a failed file makes the whole run red.
+        _fail_task(f"{len(failed)} of {len(outcomes)} file(s) failed: {', '.join(failed)}", totals)
+    return totals
