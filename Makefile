@@ -23,10 +23,12 @@ help:
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
 	@echo "make lint      ruff check and ruff format --check"
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	# the hotcrm package itself (editable: `hotcrm ...` and `python -m hotcrm ...` work without PYTHONPATH)
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed

@@ -1,4 +1,5 @@
-"""``python -m hotcrm``: the operator's command line (database, keys, subscriptions, requeues).
+"""``hotcrm`` (or ``python -m hotcrm``): the operator's command line (database, keys, lead files,
+subscriptions, requeues).
 
 Each capability adds its commands in a module with ``register(subparsers)`` listed in
 :data:`COMMAND_MODULES`. Commands take the database from ``--database-url`` or
@@ -18,6 +19,7 @@ COMMAND_MODULES = [
     "hotcrm.api.cli",
     "hotcrm.webhooks.cli",
     "hotcrm.exports.cli",
+    "hotcrm.leads.cli",
     "hotcrm.delivery.cli",
     "hotcrm.email.cli",
     "hotcrm.salesforce.cli",
@@ -26,7 +28,7 @@ COMMAND_MODULES = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every capability's commands."""
-    parser = argparse.ArgumentParser(prog="python -m hotcrm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hotcrm", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--database-url",
         default=None,

@@ -65,12 +65,15 @@ def list_incoming(file_name: str | None = None, root: Any = None) -> list[str]:
     return names
 
 
-def import_incoming_file(file_name: str, database_url: str, root: Any = None) -> dict[str, Any]:
+def import_incoming_file(
+    file_name: str, database_url: str, root: Any = None, *, fail_task: bool = True
+) -> dict[str, Any]:
     """Import ``incoming/<file_name>`` and return its outcome as a dict (the task's return value).
 
     When the file is gone because an earlier try of this task finished it, the ledger's
     record of that import is returned instead. Either way the uploader's summary email is
-    queued (once per file, see :mod:`hotcrm.leads.notices`).
+    queued (once per file, see :mod:`hotcrm.leads.notices`). A file that failed then fails
+    the task (``fail_task``; the command line reports it itself).
     """
     from hotcrm.leads.importer import import_lead_file, outcome_from_ledger
     from hotcrm.leads.notices import queue_import_summary
@@ -89,7 +92,7 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
         ).to_dict()
     if queue_import_summary(database_url, result):
         log.info("%s: summary email queued for the uploader", file_name)
-    if result["status"] == "failed":
+    if result["status"] == "failed" and fail_task:
         counts = ", ".join(
             f"{result.get(k) or 0} {k.replace('_', ' ')}" for k in ("rows_read", "rejected", "not_loaded")
         )
