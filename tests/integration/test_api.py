@@ -400,7 +400,17 @@ def test_import_file_status(api):
     assert (data["fileName"], data["status"], data["rowsRead"], data["inserted"], data["rejected"]) == (
         "leads.csv", "imported", 10, 6, 1,
     )  # fmt: skip
-    assert "path" not in data
+    assert "path" not in data and data["notLoaded"] == 0
+    with session_scope(api.db_url) as session:  # a failed file counts the rows it did not load
+        failed = ImportFile(
+            path="imports/leads/failed/x.csv", file_name="x.csv", status="failed", rows_read=70, rejected=10,
+            not_loaded=60, created_at=utcnow(), finished_at=utcnow(),
+        )  # fmt: skip
+        session.add(failed)
+        session.flush()
+        failed_id = failed.id
+    data = api.client.get(f"/imports/{failed_id}", headers=api.headers()).json()["data"]
+    assert (data["status"], data["rowsRead"], data["rejected"], data["notLoaded"]) == ("failed", 70, 10, 60)
     assert_error(api.client.get("/imports/nope", headers=api.headers()), 404, "IMPORT_NOT_FOUND")
 
 
