@@ -285,3 +285,16 @@ def test_a_line_past_the_limit_refuses_the_file_before_reading_rows(db_url, buck
     outcome = run(bucket, db_url, drop(bucket, "long.csv", data), mapping=mapping)
     assert outcome.status == "failed" and "line 3 is longer than 10,000 bytes" in outcome.error
     assert lead_emails(db_url) == set()
+
+
+@pytest.mark.parametrize("amount", [False, True], ids=["column-wise", "per-row"])
+def test_text_decoded_wrongly_upstream_fails_the_file_but_real_accents_do_not(db_url, bucket, amount):
+    header = "First Name,Last Name,Company,Email,City" + (",Estimated Value" if amount else "") + "\n"
+    tail = ",10" if amount else ""
+    mojibake = "".join(f"JoÃ£o,MÃ¼ller,CafÃ© {i},j{i}@example.com,SÃ£o Paulo{tail}\n" for i in range(60))
+    outcome = run(bucket, db_url, drop(bucket, "mojibake.csv", header + mojibake))
+    assert outcome.status == "failed" and "Mojibake" in outcome.error and outcome.not_loaded == 60
+    accents = "".join(f"JOÃO,Müller,Café {i},a{i}@example.com,SÃO PAULO{tail}\n" for i in range(60))
+    outcome = run(bucket, db_url, drop(bucket, "accents.csv", header + accents))
+    assert (outcome.status, outcome.inserted) == ("imported", 60)
+    assert outcome.quality["statistics"]["evaluated_expectations"] == 2
