@@ -174,3 +174,39 @@ def test_limits_from_the_mapping_file_are_checked():
         Limits.from_dict({"max_rows": 1}, "m.json")
     with pytest.raises(ValueError, match="positive integer"):
         Limits.from_dict({"max_columns": 0}, "m.json")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_line_length_watch_agrees_with_splitting_the_lines_whatever_the_chunks(seed):
+    import random
+    import re
+
+    rnd = random.Random(seed)
+    for _ in range(200):
+        lines = [b"x" * rnd.choice([0, 1, 50, 99, 100, 101, 300]) for _ in range(rnd.randint(1, 20))]
+        data = b"".join(line + rnd.choice([b"\n", b"\r\n", b"\r"]) for line in lines)
+        if rnd.random() < 0.3:
+            data = data.rstrip(b"\r\n")
+        too_long = max(len(line) for line in re.split(rb"\r\n|\r|\n", data)) > 100
+        watch, refused, position = reader_module._LongestLine(100), False, 0
+        try:
+            while position < len(data):
+                size = rnd.randint(1, 400)
+                watch.feed(data[position : position + size])
+                position += size
+            watch.finish()
+        except FileRejected:
+            refused = True
+        assert refused == too_long
+
+
+def test_a_utf8_header_is_recognised_when_the_cp1252_rows_come_megabytes_later(tmp_path):
+    rows = "".join(f"A{i};B;C;a{i}@example.com;x\n" for i in range(100_000))
+    data = (
+        "Prénom;Nom;Société;E-mail;Unité\n".encode()
+        + rows.encode()
+        + "Zoë;Müller;Café;z@example.com;y\n".encode("cp1252")
+    )
+    spooled, _, header, records = parse(tmp_path, data)
+    assert spooled.encoding == MIXED_ENCODING and header[0] == "Prénom"
+    assert records[-1].cells[:3] == ["Zoë", "Müller", "Café"]
