@@ -11,14 +11,17 @@ from pathlib import Path
 import pytest
 
 PEAK_RSS_LIMIT = 512 * 1024 * 1024
+# Peak RSS as VmHWM (this process's address space only): ru_maxrss would count the forked
+# pytest worker's pages from before the exec.
 CHILD = """
-import json, resource, sys
+import json, re, sys
 from pathlib import Path
 from hotcrm.leads.importer import import_lead_file
 
 source, url, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 outcome = import_lead_file(source, url, processed_dir=out / "processed", failed_dir=out / "failed")
-print(json.dumps({**outcome.to_dict(), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+print(json.dumps({**outcome.to_dict(), "peak_rss": peak}))
 """
 
 
