@@ -527,7 +527,6 @@ def _load(
 
     ``check`` (from :func:`check_lead_file`): everything but the commit: the reports go to
     ``check_dir`` (if any), then the transaction is thrown away."""
-    checking = check
     failure = header_map = quality = counts = None
     try:
         try:
@@ -554,10 +553,10 @@ def _load(
         outcome.status, outcome.error = FAILED, failure
         # Every row is accounted for: those rejected one by one, and the others, not loaded.
         outcome.not_loaded = outcome.rows_read - outcome.rejected
-        target = check_dir if checking else failed_dir
+        target = check_dir if check else failed_dir
         if target is not None:
             # The reports (rejects included) come from this transaction, which is then thrown away.
-            dest = target / source.name if checking else _destination(target, source.name, outcome.file_id)
+            dest = target / source.name if check else _destination(target, source.name, outcome.file_id)
             outcome.report_path = _write_reports(dest, outcome, header_map, session)
         raise _Discard
     outcome.inserted, outcome.updated = counts.inserted, counts.updated
@@ -567,10 +566,11 @@ def _load(
     if total != outcome.rows_read:
         raise AccountingError(
             f"{source.name}: rows read {outcome.rows_read} != inserted {outcome.inserted} + updated "
-            f"{outcome.updated} + duplicates {outcome.duplicates} + rejected {outcome.rejected} (= {total}); "
+            f"{outcome.updated} + duplicates {outcome.duplicates} + rejected {outcome.rejected} + not loaded "
+            f"{outcome.not_loaded} (= {total}); "
             "nothing of the file was loaded"
         )
-    if checking:
+    if check:
         outcome.status = CHECKED
         if check_dir is not None:
             outcome.report_path = _write_reports(check_dir / source.name, outcome, header_map, session)
@@ -843,7 +843,6 @@ class _RowLoader:
         )
         self.email_col = header_map.columns.get("Email")
         self.plan = _stage_plan(header_map)
-        self.required_columns = [header_map.columns[f] for f in mapping.required]
 
     def _repeated(self, line: int | None = None) -> None:
         if self.direct:
