@@ -78,7 +78,7 @@ def webhook_inbox():
     @task(max_active_tis_per_dagrun=16)
     def process_inbox(worker: int, params=None) -> dict:
         """Claim due inbox rows in batches and apply them; returns this worker's counts."""
-        from hotcrm.airflow.webhooks import inbox_database_url
+        from hotcrm.airflow.webhooks import AirflowSourceRegistry, inbox_database_url
         from hotcrm.webhooks.processing import default_worker_name, process_inbox
 
         result = process_inbox(
@@ -88,6 +88,7 @@ def webhook_inbox():
             max_attempts=int(params["max_attempts"]),
             backoff_seconds=float(params["backoff_seconds"]),
             max_seconds=float(params["max_seconds"]),
+            registry=AirflowSourceRegistry(),
         )
         return result.as_dict()
 
