@@ -27,6 +27,12 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (no route: 404, wrong method: 405) in the one error shape."""
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
 def database_url(request: Request) -> str:
     """The CRM database URL of the app serving ``request`` (resolved once, on first use)."""
     state = request.app.state
@@ -44,8 +50,7 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return http_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):

@@ -52,3 +52,15 @@ def loads(body: bytes, limit: int = MAX_JSON_DEPTH) -> Any:
         raise JsonBodyError(f"The JSON body is nested more than {limit} levels deep") from None
     except ValueError as exc:
         raise JsonBodyError(f"The body is not valid JSON ({exc})") from None
+
+
+def encoding_or_depth_problem(body: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """What is wrong with a JSON body before it is parsed (not UTF-8, nested too deep), or
+    ``None``; the JSON syntax itself is left to the parser."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"The body is not valid UTF-8 (byte {exc.start}); send JSON encoded as UTF-8"
+    if depth_exceeds(body, limit):
+        return f"The JSON body is nested more than {limit} levels deep"
+    return None
