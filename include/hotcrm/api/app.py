@@ -76,4 +76,7 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
     from hotcrm.api.routes import router as rest_api_router  # here: the router imports this module
 
     app.include_router(rest_api_router)
+    from hotcrm.email.pages import router as quote_pages_router  # here: the router imports this module
+
+    app.include_router(quote_pages_router)
     return app
