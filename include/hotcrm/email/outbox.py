@@ -52,7 +52,7 @@ def single_address(value: str) -> str | None:
     (``a@x.example, b@y.example`` is two; a quote goes to one Contact, never to both)."""
     address = (value or "").strip()
     name, parsed = parseaddr(address)
-    if not parsed or name or parsed != address or parsed.count("@") != 1 or any(c in parsed for c in ",; \t<>\""):
+    if not parsed or name or parsed != address or parsed.count("@") != 1 or any(c in parsed for c in ',; \t<>"'):
         return None
     local, domain = parsed.split("@")
     return parsed if local and "." in domain.strip(".") else None
