@@ -107,3 +107,16 @@ def test_stripe_signature_parsing_matches_the_sdk():
             verify("stripe", [secret], {"Stripe-Signature": bad}, body.encode(), now=1_800_000_000)
     # A later t= changes nothing; an extra scheme entry is ignored, as the SDK does.
     assert verify("stripe", [secret], {"Stripe-Signature": f"{header},t=5,v0=ab"}, body.encode(), now=1_800_000_000)
+
+
+def test_a_source_that_cannot_be_read_uses_the_default_payment_path(caplog):
+    from hotcrm.webhooks.processing import PaymentPaths
+
+    def broken(_source):
+        raise RuntimeError("secrets backend timed out: token=abc")
+
+    paths = PaymentPaths(broken)
+    assert paths("stripe") == "data.object.metadata.transaction_id"
+    assert "connection not readable" in caplog.text and "token=abc" not in caplog.text
+    custom = PaymentPaths(lambda source: config_from_connection(source, "s", {"payment_path": "data.object.id"}))
+    assert custom("stripe") == "data.object.id"

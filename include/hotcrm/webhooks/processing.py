@@ -131,7 +131,8 @@ def process_inbox(
 
 class PaymentPaths:
     """Each source's ``payment_path`` (where its Stripe events name the Payment), looked up
-    once per drain; a source that is gone or misconfigured uses the default path."""
+    once per drain; a source that is gone, misconfigured or cannot be read now uses the
+    default path (its events then wait and retry if they name the Payment elsewhere)."""
 
     def __init__(self, registry: SourceRegistry) -> None:
         self.registry = registry
@@ -142,8 +143,13 @@ class PaymentPaths:
         if path is None:
             try:
                 config = self.registry(source)
-            except (SourceConfigError, LookupError) as exc:
-                log.warning("Webhook source %r: %s; its events use the default payment path", source, exc)
+            except Exception as exc:  # a secrets backend's error must not stop the whole drain
+                log.warning(
+                    "Webhook source %r: %s (%s); its events use the default payment path",
+                    source,
+                    exc if isinstance(exc, SourceConfigError) else "connection not readable",
+                    type(exc).__name__,
+                )
                 config = None
             path = self._paths[source] = config.payment_path if config is not None else DEFAULT_PAYMENT_PATH
         return path
