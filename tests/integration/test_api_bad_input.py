@@ -48,6 +48,13 @@ def test_convert_with_a_body_that_is_not_utf8_or_too_deep_gets_the_error_shape_a
         assert all(name in response.headers for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"))
 
 
+def test_create_with_a_body_that_is_not_utf8_is_400_invalid_json_with_rate_headers(client):
+    for body in (b'{"firstName": "Ad\xe9", "lastName": "L", "company": "C"}', "{}".encode("utf-16")):
+        response = client.post("/hotcrm/api/v1/crm/leads", content=body)
+        assert "UTF-8" in assert_error(response, 400, "INVALID_JSON")["error"]
+        assert "RateLimit-Remaining" in response.headers
+
+
 @pytest.mark.parametrize(
     "path", ["/hotcrm/nothing", "/hotcrm/api/v1/nothing", "/hotcrm%0A", "/hotcrm/webhooks/a%0Ab", "/hotcrm/x%0A/y"]
 )
