@@ -68,3 +68,22 @@ def test_the_depth_check_ignores_brackets_in_strings_and_counts_nesting_not_tota
     assert not depth_exceeds(b'["\\"' + b"[" * 100 + b'"]')
     assert depth_exceeds(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
     assert not depth_exceeds(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+
+
+def test_a_server_that_mounts_the_app_answers_unmatchable_paths_in_the_error_shape(db_url):
+    """As the Airflow API server mounts it: an outer app of its own, with the plugin's middleware."""
+    from fastapi import FastAPI
+
+    from hotcrm.api.app import PrefixNotFoundMiddleware, create_app
+
+    outer = FastAPI()
+    outer.mount("/hotcrm", create_app(db_url))
+    outer.add_middleware(PrefixNotFoundMiddleware, prefix="/hotcrm")
+    server = ThreadServer(outer).start()
+    try:
+        for path in ("/hotcrm/webhooks/a%0Ab", "/hotcrm%0A", "/hotcrm/x%0D"):
+            assert_error(httpx.get(server.base_url + path), 404, "NOT_FOUND")
+        assert httpx.get(server.base_url + "/hotcrm/health").json() == {"status": "ok"}
+        assert httpx.get(server.base_url + "/elsewhere%0A").json() == {"detail": "Not Found"}  # not ours
+    finally:
+        server.stop()

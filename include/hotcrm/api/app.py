@@ -33,6 +33,26 @@ def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+class PrefixNotFoundMiddleware:
+    """For the server the app is mounted in (the Airflow API server): a path under ``prefix``
+    that the mount cannot match gets the app's 404 shape rather than the server's.
+
+    Starlette's mount pattern (``^/hotcrm/(?P<path>.*)$``) stops at a newline, so
+    ``/hotcrm/webhooks/a%0Ab`` never reaches the app and would get ``{"detail": "Not Found"}``.
+    """
+
+    def __init__(self, app, prefix: str = "/hotcrm") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(self.prefix) and ("\n" in path or "\r" in path):
+            await error_response(404, "NOT_FOUND", "Not Found")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def database_url(request: Request) -> str:
     """The CRM database URL of the app serving ``request`` (resolved once, on first use)."""
     state = request.app.state
