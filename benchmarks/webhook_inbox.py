@@ -10,6 +10,15 @@ For each database (SQLite file, PostgreSQL started on loopback with the tests' h
 4. drains the inbox with ``process_inbox`` and prints events/s, beside a baseline of the same
    processor one event per transaction (``batch_size=1``).
 
+Then (PostgreSQL, unless ``--no-peer``) the peer phase: the same signed deliveries (the original
+partner spec's payload, hex HMAC-SHA256 in ``X-Payment-Signature``, an ``Idempotency-Key``,
+10% repeats) at the same concurrency, to HotCRM's receiver (``POST
+/hotcrm/webhooks/payment/notification``, a source with nothing but its secret) and to
+``airflow-provider-inbound-webhooks`` (its FastAPI app under uvicorn, one ``hmac_json``
+webhook recording an asset event a Dag schedules on, Airflow's metadata database on the same
+PostgreSQL server). The peer is installed with ``pip install --no-deps --target`` into a cache
+directory (``benchmarks/requirements-peer.txt``) and only the peer's server sees it.
+
     .venv/bin/python benchmarks/webhook_inbox.py --count 20000
 """
 
@@ -26,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,7 +49,7 @@ from hotcrm.webhooks.config import connection_json, env_var  # noqa: E402
 from hotcrm.webhooks.inbox import status_counts  # noqa: E402
 from hotcrm.webhooks.models import WebhookInbox  # noqa: E402
 from hotcrm.webhooks.processing import process_inbox  # noqa: E402
-from hotcrm.webhooks.samples import encode, payment_event  # noqa: E402
+from hotcrm.webhooks.samples import encode, partner_notification, payment_event  # noqa: E402
 from hotcrm.webhooks.signatures import sign  # noqa: E402
 from tests.support.postgres import PostgresServer, free_port  # noqa: E402
 
@@ -243,6 +253,162 @@ def report(result: dict, args) -> None:
     )
 
 
+PEER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hotcrm-bench" / "peer-site"
+PEER_REQUIREMENTS = PROJECT_DIR / "benchmarks" / "requirements-peer.txt"
+PEER_SECRET = "peer-benchmark-secret"
+PEER_DAG = """
+from airflow.sdk import Asset, dag, task
+import pendulum
+
+
+@dag(dag_id="payment_subscriber", schedule=[Asset(name="payment/payment.succeeded")],
+     start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+def payment_subscriber():
+    @task
+    def noop():
+        pass
+
+    noop()
+
+
+payment_subscriber()
+"""
+
+
+def install_peer() -> Path:
+    """The peer's package in its own directory (installed once, no dependencies)."""
+    marker = PEER_CACHE / ".installed"
+    if marker.exists() and marker.read_text() == PEER_REQUIREMENTS.read_text():
+        return PEER_CACHE
+    shutil.rmtree(PEER_CACHE, ignore_errors=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PEER_CACHE)]
+    subprocess.run([*pip, "-r", str(PEER_REQUIREMENTS)], check=True)
+    marker.write_text(PEER_REQUIREMENTS.read_text())
+    return PEER_CACHE
+
+
+def partner_requests(path: str, port: int, count: int, duplicates: float, run: int = 0) -> list[bytes]:
+    """The original partner spec's signed deliveries (``Idempotency-Key``, 10% repeats), to ``path``;
+    ``run`` keeps the events of different runs (warm-up, measured) apart."""
+    unique = int(count * (1 - duplicates))
+    requests = []
+    for i in range(unique):
+        body = json.dumps(partner_notification("payment.succeeded", f"txn_bench_{run}_{i}", 100.5)).encode()
+        headers = {**sign("hmac-sha256", PEER_SECRET, body), "Idempotency-Key": str(uuid.UUID(int=run << 64 | i))}
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        )
+        requests.append(head.encode() + body)
+    rng = random.Random(7)
+    for _ in range(count - unique):
+        index = rng.randrange(unique)
+        requests.insert(rng.randrange(index + 1, len(requests) + 1), requests[index])
+    return requests
+
+
+def _wait_for(port: int, path: str, process: subprocess.Popen, what: str) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            load(port, [request], 1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.3)
+
+
+def start_peer(server: PostgresServer, workdir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+    """The peer's app under uvicorn, its Airflow metadata database migrated, a Dag subscribed."""
+    site = install_peer()
+    url = server.url(server.create_database(name="airflow_peer"))
+    home = workdir / "airflow-peer"
+    (home / "dags").mkdir(parents=True)
+    (home / "dags" / "payment_subscriber.py").write_text(PEER_DAG)
+    extra = {
+        "source_type": "hmac_json",
+        "signature_header": "X-Payment-Signature",
+        "signature_prefix": "sha256=",
+        "event_field": "event",
+        "delivery_id_header": "Idempotency-Key",
+    }
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": url,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__INBOUND_WEBHOOKS__WEBHOOK_NAMES": "payment",
+        "AIRFLOW_CONN_WEBHOOK_PAYMENT": json.dumps(
+            {"conn_type": "inbound_webhook", "password": PEER_SECRET, "extra": extra}
+        ),
+        "PYTHONPATH": str(site),
+    }
+    for command in (["db", "migrate"], ["dags", "reserialize"], ["dags", "unpause", "payment_subscriber"]):
+        subprocess.run([sys.executable, "-m", "airflow", *command], env=env, check=True, capture_output=True)
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "airflow_inbound_webhooks.app:build_app"]
+    command += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    process = subprocess.Popen([*command, "--workers", str(workers)], env=env)
+    _wait_for(port, "/_health", process, "the peer")
+    return process, port
+
+
+def run_peer_phase(server: PostgresServer, workdir: Path, args) -> dict:
+    """HotCRM's receiver and the peer's, the same deliveries and concurrency, one after the other."""
+    url = server.url(server.create_database(name="hotcrm_peer_phase"))
+    migrate.upgrade(url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "HOTCRM_DATABASE_URL": url,
+        env_var("payment"): json.dumps({"conn_type": "generic", "password": PEER_SECRET}),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "include"), str(PROJECT_DIR)]),
+    }
+    command = [sys.executable, "-m", "uvicorn", "hotcrm.api.standalone:app", "--host", HOST, "--port", str(port)]
+    command += ["--log-level", "warning", "--no-access-log", "--workers", str(args.workers)]
+    results = {}
+    for name in ("hotcrm", "peer"):
+        if name == "hotcrm":
+            process = subprocess.Popen(command, env=env)
+            _wait_for(port, "/hotcrm/health", process, "the receiver")
+            path, target = "/hotcrm/webhooks/payment/notification", port
+        else:
+            process, target = start_peer(server, workdir, args.workers)
+            path = "/payment"
+        try:
+            # Warm-up on other events (imports, pools, caches), then the measured run.
+            load(target, partner_requests(path, target, 500, 0.0, run=1), args.concurrency)
+            results[name] = load(target, partner_requests(path, target, args.count, args.duplicates), args.concurrency)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    dispose_engine(url)
+    return results
+
+
+def report_peer(results: dict, args) -> None:
+    """Print the peer comparison."""
+    ours, peer = results["hotcrm"], results["peer"]
+    print(f"\n== peer: {args.count} original-spec deliveries ({args.duplicates:.0%} repeats), ", end="")
+    print(f"concurrency {args.concurrency}")
+    for name, r in (("HotCRM", ours), ("inbound-webhooks 0.2.0", peer)):
+        print(
+            f"{name:24s} {r['per_second']:8.0f} accepted/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms   "
+            f"statuses {r['statuses']}"
+        )
+    print(
+        f"ratio      HotCRM / peer = {ours['per_second'] / max(peer['per_second'], 1e-9):.2f}x deliveries/s, "
+        f"p99 {ours['p99_ms']:.1f} vs {peer['p99_ms']:.1f} ms"
+    )
+
+
 def main() -> int:
     """Run the benchmark on the chosen databases and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -253,6 +419,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
+    parser.add_argument("--no-peer", action="store_true", help="skip the airflow-provider-inbound-webhooks phase")
     args = parser.parse_args()
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="hotcrm-bench-webhooks-"))
@@ -265,10 +432,15 @@ def main() -> int:
                 try:
                     url = server.url(server.create_database(name="hotcrm_bench"))
                     result = run_backend("PostgreSQL", url, args)
+                    if not args.no_peer:
+                        peer = run_peer_phase(server, workdir, args)
                 finally:
                     server.stop()
             report(result, args)
             results.append(result)
+            if backend != "sqlite" and not args.no_peer:
+                report_peer(peer, args)
+                results.append({"peer_phase": peer})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

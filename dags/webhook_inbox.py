@@ -13,10 +13,12 @@ DOC_MD = """
 
 The receiver (`POST /hotcrm/webhooks/{source}`, in the API server or under uvicorn) verifies
 each delivery's signature and stores it in the `webhook_inbox` table of the CRM database.
-This DAG applies the stored events to the CRM: `payment.succeeded` marks the Payment *Paid*
-(PaidDate, PaidAmount, PaymentMethod), adds an Activity and a `payment.received` outbox event;
-`payment.failed` / `payment.refunded` set the status and add an Activity; other types are kept
-as *ignored*.
+This DAG applies the stored events to the CRM: `payment.succeeded` (or Stripe's
+`payment_intent.succeeded` / `charge.succeeded`) marks the Payment *Paid* (PaidDate,
+PaidAmount, PaymentMethod), adds an Activity and a `payment.received` outbox event;
+`payment.failed` / `payment.refunded` (Stripe: `payment_intent.payment_failed` /
+`charge.refunded`) set the status and add an Activity; other types are kept as *ignored*. The
+result does not depend on how events are batched or ordered (README, "Order and timing").
 
 **Why every minute, not triggered by each delivery.** A busy provider sends hundreds of
 deliveries a second; one DAG run per delivery (or per asset event) would swamp the scheduler,
@@ -78,7 +80,7 @@ def webhook_inbox():
     @task(max_active_tis_per_dagrun=16)
     def process_inbox(worker: int, params=None) -> dict:
         """Claim due inbox rows in batches and apply them; returns this worker's counts."""
-        from hotcrm.airflow.webhooks import inbox_database_url
+        from hotcrm.airflow.webhooks import AirflowSourceRegistry, inbox_database_url
         from hotcrm.webhooks.processing import default_worker_name, process_inbox
 
         result = process_inbox(
@@ -88,6 +90,7 @@ def webhook_inbox():
             max_attempts=int(params["max_attempts"]),
             backoff_seconds=float(params["backoff_seconds"]),
             max_seconds=float(params["max_seconds"]),
+            registry=AirflowSourceRegistry(),
         )
         return result.as_dict()
 

@@ -2,7 +2,7 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
-from hotcrm.api.app import create_app
+from hotcrm.api.app import PrefixNotFoundMiddleware, create_app
 
 
 def _database_url() -> str:
@@ -35,3 +35,7 @@ class HotCrmPlugin(AirflowPlugin):
 
     name = "hotcrm"
     fastapi_apps = [{"app": _app, "url_prefix": "/hotcrm", "name": "HotCRM"}]
+    # Paths under /hotcrm the mount cannot match (a newline in them) still get {error, code}.
+    fastapi_root_middlewares = [
+        {"middleware": PrefixNotFoundMiddleware, "args": [], "kwargs": {"prefix": "/hotcrm"}, "name": "HotCRM 404"}
+    ]

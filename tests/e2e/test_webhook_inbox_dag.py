@@ -145,6 +145,10 @@ def test_a_signed_delivery_through_the_airflow_api_server_lands_in_the_inbox(api
         )
         assert forged.status_code == 401
         assert client.post("/webhooks/unknown", content=body).status_code == 404
+        # Unmatched paths under /hotcrm, even those Airflow's mount cannot match, answer {error, code}.
+        for path in ("/nothing", "/webhooks/a%0Ab"):
+            missing = client.get(path)
+            assert (missing.status_code, missing.json()["code"]) == (404, "NOT_FOUND"), missing.text
     with session_scope(db) as session:
         (row,) = session.scalars(select(WebhookInbox)).all()
     assert (row.source, row.event_id, row.status) == ("payment", "evt_via_airflow", "pending")

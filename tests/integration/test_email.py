@@ -260,3 +260,62 @@ def test_crash_before_the_server_accepted_is_sent_on_the_rerun(seeded, smtp_serv
     summary = send_due(seeded, _sender(smtp_server), SETTINGS, confirm=smtp_server.handler.confirm)
     assert summary["requeued"] == 1 and summary["sent"] == 3
     assert len(set(smtp_server.handler.message_ids())) == 3 == len(smtp_server.handler.accepted)
+
+
+def test_a_contact_email_holding_several_addresses_is_refused_not_sent_to_both(seeded, smtp_server):
+    for several in ("a@x.example, b@y.example", "a@x.example;b@y.example", "Ada <a@x.example>", "a@x.example b@y"):
+        _set_contact_email(seeded, several)
+        summary = _queue(seeded)
+        assert summary["queued"] == 2, several  # the other two quotes' contacts are fine
+        problem = next(p for p in summary["problems"] if "Q-2026-0001" in p)
+        assert repr(several) in problem and "one address" in problem
+        with session_scope(seeded) as s:
+            assert s.scalar(select(EmailOutbox).where(EmailOutbox.quote_id == ACME)) is None
+            s.execute(EmailOutbox.__table__.delete())
+    assert send_due(seeded, _sender(smtp_server), SETTINGS)["sent"] == 0
+    assert smtp_server.handler.accepted == []
+
+
+def test_a_quote_set_back_to_ready_after_it_was_sent_is_sent_again(seeded, smtp_server):
+    _set_contact_email(seeded, "ada@acmecorp.example")
+    _queue(seeded)
+    assert send_due(seeded, _sender(smtp_server), SETTINGS)["sent"] == 3
+    with session_scope(seeded) as s:
+        s.get(Quote, ACME).status = "Ready to Send"  # the rep revised it and sends it again
+    assert _queue(seeded)["queued"] == 1
+    assert _queue(seeded)["queued"] == 0, "still idempotent while the new email is on its way"
+    assert send_due(seeded, _sender(smtp_server), SETTINGS)["sent"] == 1
+    acme = [a for a in smtp_server.handler.accepted if a.message["Subject"] == "Quote Q-2026-0001"]
+    assert len(acme) == 2 and acme[0].message["Message-ID"] != acme[1].message["Message-ID"]
+    with session_scope(seeded) as s:
+        assert s.get(Quote, ACME).status == "Sent"
+
+
+def test_the_quote_link_comes_from_app_url_and_its_page_answers(seeded, monkeypatch):
+    import httpx
+
+    from hotcrm.api.standalone import create_standalone_app
+    from hotcrm.email.settings import load_settings
+    from tests.support.api_server import ThreadServer
+
+    monkeypatch.delenv("HOTCRM_QUOTE_BASE_URL", raising=False)
+    default = load_settings()
+    server = ThreadServer(create_standalone_app(seeded)).start()
+    try:
+        monkeypatch.setenv("APP_URL", server.base_url + "/")
+        settings = load_settings()
+        assert settings.quote_base_url == server.base_url + "/hotcrm/quotes"
+        _set_contact_email(seeded, "ada@acmecorp.example")
+        _queue(seeded, settings)
+        with session_scope(seeded) as s:
+            text = s.scalar(select(EmailOutbox.text_body).where(EmailOutbox.quote_id == ACME))
+        link = next(word for word in text.split() if word.startswith("http"))
+        page = httpx.get(link)
+        assert page.status_code == 200 and "Q-2026-0001" in page.text and "$4,999.50" in page.text
+        assert httpx.get(server.base_url + "/hotcrm/quotes/nope").json()["code"] == "QUOTE_NOT_FOUND"
+        # The default link is this same page on the default address of the Airflow API server.
+        assert default.quote_base_url.endswith("/hotcrm/quotes")
+        monkeypatch.setenv("HOTCRM_QUOTE_BASE_URL", "https://quotes.example/q")
+        assert load_settings().quote_base_url == "https://quotes.example/q"
+    finally:
+        server.stop()

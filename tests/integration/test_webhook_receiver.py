@@ -148,7 +148,6 @@ def test_malformed_bodies_get_400_or_415(receiver):
         (b"[1, 2]", "application/json", 400, "INVALID_JSON"),
         (b"\xff\xfe{}", "application/json", 400, "INVALID_JSON"),
         (b'{"id": "e1", "type": "payment.failed"}', "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
-        (b'{"type": "payment.failed"}', "application/json", 400, "MISSING_EVENT_ID"),
         (b'{"id": "e2"}', "application/json", 400, "MISSING_EVENT_TYPE"),
     ]
     for body, content_type, status, code in cases:
@@ -157,6 +156,17 @@ def test_malformed_bodies_get_400_or_415(receiver):
         response = client.post("/webhooks/legacy", content=body, headers=headers)
         assert (response.status_code, response.json()["code"]) == (status, code), body
         assert "Traceback" not in response.text
+    assert _rows(db_url) == []
+
+
+def test_a_source_that_names_its_event_id_path_refuses_an_event_without_one(receiver, monkeypatch):
+    client, db_url = receiver
+    monkeypatch.setenv(env_var("strict"), connection_json("hmac-sha256", ["strict-secret"], event_id_path="id"))
+    body = b'{"type": "payment.failed"}'
+    headers = signed_headers("hmac-sha256", "strict-secret", body, "x") | {"Content-Type": "application/json"}
+    response = client.post("/webhooks/strict", content=body, headers=headers)
+    assert (response.status_code, response.json()["code"]) == (400, "MISSING_EVENT_ID")
+    assert "'id'" in response.json()["error"]
     assert _rows(db_url) == []
 
 

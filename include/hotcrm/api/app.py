@@ -27,6 +27,32 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (no route: 404, wrong method: 405) in the one error shape."""
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+class PrefixNotFoundMiddleware:
+    """For the server the app is mounted in (the Airflow API server): a path under ``prefix``
+    that the mount cannot match gets the app's 404 shape rather than the server's.
+
+    Starlette's mount pattern (``^/hotcrm/(?P<path>.*)$``) stops at a newline, so
+    ``/hotcrm/webhooks/a%0Ab`` never reaches the app and would get ``{"detail": "Not Found"}``.
+    """
+
+    def __init__(self, app, prefix: str = "/hotcrm") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(self.prefix) and ("\n" in path or "\r" in path):
+            await error_response(404, "NOT_FOUND", "Not Found")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def database_url(request: Request) -> str:
     """The CRM database URL of the app serving ``request`` (resolved once, on first use)."""
     state = request.app.state
@@ -44,8 +70,7 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return http_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError):
@@ -71,4 +96,7 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
     from hotcrm.api.routes import router as rest_api_router  # here: the router imports this module
 
     app.include_router(rest_api_router)
+    from hotcrm.email.pages import router as quote_pages_router  # here: the router imports this module
+
+    app.include_router(quote_pages_router)
     return app

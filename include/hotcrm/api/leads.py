@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotcrm.api import ratelimit
+from hotcrm.api import jsonbody, ratelimit
 from hotcrm.api.errors import ApiError
 from hotcrm.api.schemas import API_TO_BODY, E164_PATTERN, LEAD_BODY_FIELDS, LeadCreate
 from hotcrm.crm import services
@@ -121,9 +121,9 @@ def validate_lead_body(raw: bytes) -> tuple[dict[str, Any], bool]:
     errors (pydantic) and the lead rules' errors (required, email, phone, lengths).
     """
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON") from None
+        body = jsonbody.loads(raw)
+    except jsonbody.JsonBodyError as exc:
+        raise ApiError(400, "INVALID_JSON", str(exc)) from None
     if not isinstance(body, dict):
         raise ApiError(400, "VALIDATION_ERROR", "The request body must be a JSON object")
     problems: dict[str, str] = {}

@@ -35,7 +35,7 @@ from fastapi.security import APIKeyHeader, OAuth2
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hotcrm.api import auth, pgpool, ratelimit, salesforce_oauth
+from hotcrm.api import auth, jsonbody, pgpool, ratelimit, salesforce_oauth
 from hotcrm.api import leads as lead_service
 from hotcrm.api.app import database_url, error_response
 from hotcrm.api.config import RateLimit, get_settings
@@ -239,7 +239,14 @@ async def _read_body(request: Request, kind: str, max_bytes: int) -> None:
         if size > max_bytes:
             raise too_large
         chunks.append(chunk)
-    request._body = b"".join(chunks)  # Starlette's cache: FastAPI reads the body from here
+    body = b"".join(chunks)
+    if kind == "json":
+        # Refused here, in the one error shape with the rate-limit headers, rather than by
+        # FastAPI's own parsing (a bare 400 HTTP_ERROR) or json's recursion (a 500).
+        problem = jsonbody.encoding_or_depth_problem(body)
+        if problem:
+            raise ApiError(400, "INVALID_JSON", problem)
+    request._body = body  # Starlette's cache: FastAPI reads the body from here
 
 
 class ApiRoute(APIRoute):

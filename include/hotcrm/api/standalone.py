@@ -14,10 +14,11 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hotcrm.api import pgpool
-from hotcrm.api.app import create_app
+from hotcrm.api.app import create_app, http_error_response
 
 
 def freeze_startup_heap() -> None:
@@ -38,6 +39,13 @@ def create_standalone_app(database_url: str | None = None) -> FastAPI:
 
     outer = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     outer.mount("/hotcrm", inner)
+
+    @outer.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        # Paths the mount does not match (its pattern stops at a newline, so /hotcrm/a%0Ab
+        # lands here, not in the inner app) still get the one error shape.
+        return http_error_response(exc)
+
     return outer
 
 

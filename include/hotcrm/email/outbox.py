@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from sqlalchemy import func, select
@@ -45,6 +45,17 @@ def _recipients(to: str | Iterable[str]) -> str:
         if "@" not in address:
             raise ValueError(f"recipient {address!r} is not an email address")
     return ", ".join(addresses)
+
+
+def single_address(value: str) -> str | None:
+    """``value`` as one bare email address, or ``None`` when it is not exactly one address
+    (``a@x.example, b@y.example`` is two; a quote goes to one Contact, never to both)."""
+    address = (value or "").strip()
+    name, parsed = parseaddr(address)
+    if not parsed or name or parsed != address or parsed.count("@") != 1 or any(c in parsed for c in ',; \t<>"'):
+        return None
+    local, domain = parsed.split("@")
+    return parsed if local and "." in domain.strip(".") else None
 
 
 def queue_notice(
@@ -82,14 +93,23 @@ def queue_notice(
     return row
 
 
+# An email in one of these states is still on its way (or waiting for an operator): the quote
+# is not queued again. Sent and failed ones are history.
+_IN_FLIGHT = (QUEUED, SENDING, UNCONFIRMED)
+
+
 def queue_quote_emails(session: Session, settings: EmailSettings) -> dict[str, Any]:
-    """Queue one email per quote in ``ready_status`` that has none queued or sent yet.
-    Returns counts and, per quote that could not be queued, the reason and the fix."""
+    """Queue one email per quote in ``ready_status`` that has none on its way.
+
+    Sending a quote's email sets the quote to ``sent_status`` in the same transaction, so a
+    quote found in ``ready_status`` whose earlier email was sent (or failed) was set back on
+    purpose: it is sent again, as a new message with its own Message-ID. Returns counts and,
+    per quote that could not be queued, the reason and the fix."""
     quotes = list(session.scalars(select(Quote).where(Quote.status == settings.ready_status).order_by(Quote.id)))
     queued, skipped, problems = 0, 0, []
     for quote in quotes:
         previous = list(session.scalars(select(EmailOutbox).where(EmailOutbox.quote_id == quote.id)))
-        if any(row.status != FAILED for row in previous):
+        if any(row.status in _IN_FLIGHT for row in previous):
             skipped += 1
             continue
         contact = session.get(Contact, quote.contact_id) if quote.contact_id else None
@@ -98,6 +118,14 @@ def queue_quote_emails(session: Session, settings: EmailSettings) -> dict[str, A
                 f"quote {quote.quote_number} (Id {quote.id}): "
                 + ("no ContactId" if contact is None else f"contact {contact.id} has no Email")
                 + "; set the quote's contact and its Email, the next run queues it"
+            )
+            continue
+        to_addr = single_address(contact.email)
+        if to_addr is None:
+            problems.append(
+                f"quote {quote.quote_number} (Id {quote.id}): contact {contact.id}'s Email {contact.email!r} "
+                "is not one email address (several, or a display name); keep one address in the Contact's "
+                "Email, the next run queues it"
             )
             continue
         account = session.get(Account, quote.account_id) if quote.account_id else None
@@ -114,7 +142,7 @@ def queue_quote_emails(session: Session, settings: EmailSettings) -> dict[str, A
                 kind="quote",
                 dedupe_key=f"quote:{quote.id}:{len(previous) + 1}",
                 message_id=make_msgid(domain=settings.message_id_domain),
-                to_addr=_recipients(contact.email),
+                to_addr=to_addr,
                 subject=_one_line(rendered.subject),
                 text_body=rendered.text,
                 html_body=rendered.html,

@@ -40,14 +40,23 @@ class EmailSettings:
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 
 
+# The path under which the HTTP app serves a quote's page (hotcrm.email.pages), below the
+# app's own address (APP_URL).
+QUOTE_PAGE_PATH = "/hotcrm/quotes"
+
+
 def load_settings(path: str | Path | None = None) -> EmailSettings:
     """Settings from ``path`` (default ``HOTCRM_EMAIL_CONFIG`` or the project's file), then
-    ``HOTCRM_QUOTE_BASE_URL`` and ``HOTCRM_EMAIL_FROM`` from the environment."""
+    the environment: ``APP_URL`` (the original spec's name: where the HotCRM app is served;
+    quote links become ``<APP_URL>/hotcrm/quotes/<Id>``), ``HOTCRM_QUOTE_BASE_URL`` (a full
+    link base, wins over ``APP_URL``) and ``HOTCRM_EMAIL_FROM``."""
     path, values = read_settings_file(
         path, "HOTCRM_EMAIL_CONFIG", DEFAULT_SETTINGS_PATH, set(EmailSettings.__dataclass_fields__), "email settings"
     )
     if "retry_schedule_seconds" in values:
         values["retry_schedule_seconds"] = tuple(values["retry_schedule_seconds"])
+    if os.environ.get("APP_URL"):
+        values["quote_base_url"] = os.environ["APP_URL"].rstrip("/") + QUOTE_PAGE_PATH
     if os.environ.get("HOTCRM_QUOTE_BASE_URL"):
         values["quote_base_url"] = os.environ["HOTCRM_QUOTE_BASE_URL"]
     if os.environ.get("HOTCRM_EMAIL_FROM"):

@@ -9,8 +9,14 @@ Airflow connection on the DAG side::
      "password": "<secret> [<older secret> ...]",
      "extra": {"scheme": "standard-webhooks", "tolerance_seconds": 300,
                "event_id_path": "id", "event_type_path": "type", "event_time_path": "created",
-               "max_body_bytes": 262144, "header": "X-Payment-Signature",
+               "max_body_bytes": 262144, "read_timeout_seconds": 10, "header": "X-Payment-Signature",
+               "payment_path": "data.object.metadata.transaction_id",
                "secrets": ["<more secrets, for rotation>"]}}
+
+Only the secret is required. Without ``event_id_path`` an event is identified as the original
+partner spec's senders expect (see :func:`derive_event_id`); without ``event_type_path`` the
+type is ``type``, else ``event``; without ``event_time_path`` the time is ``created``, else
+``timestamp``, else the receipt time.
 
 The URI form (``generic://:<secret>@/?scheme=stripe``) works too. The HTTP app takes any
 callable ``source -> SourceConfig | None``; the Airflow plugin passes one that asks Airflow's
@@ -19,6 +25,7 @@ connection lookup (:func:`hotcrm.airflow.webhooks.airflow_source_registry`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,6 +39,13 @@ from hotcrm.webhooks.signatures import DEFAULT_HMAC_HEADER, DEFAULT_TOLERANCE_SE
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 CONN_ID_PREFIX = "hotcrm_webhook_"
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+DEFAULT_READ_TIMEOUT_SECONDS = 10
+# Where a Stripe event names its Payment (the Payment's TransactionId), before the object's id.
+DEFAULT_PAYMENT_PATH = "data.object.metadata.transaction_id"
+# A sender's own idempotency key, in the order they are looked for when the body has no id.
+IDEMPOTENCY_HEADERS = ("idempotency-key", "webhook-id", "x-request-id")
+DEFAULT_EVENT_TYPE_PATHS = ("type", "event")
+DEFAULT_EVENT_TIME_PATHS = ("created", "timestamp")
 
 
 class SourceConfigError(ValueError):
@@ -48,10 +62,13 @@ class SourceConfig:
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
     header: str = DEFAULT_HMAC_HEADER
     # "header:<name>" reads a header; anything else is a dotted path into the JSON body.
-    event_id_path: str = "id"
-    event_type_path: str = "type"
-    event_time_path: str = "created"
+    # None: the defaults, with the fallbacks the original partner spec needs (see the module doc).
+    event_id_path: str | None = None
+    event_type_path: str | None = None
+    event_time_path: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    payment_path: str = DEFAULT_PAYMENT_PATH
 
     def __repr__(self) -> str:  # never print secrets
         return f"SourceConfig(source={self.source!r}, scheme={self.scheme!r}, secrets=<{len(self.secrets)} hidden>)"
@@ -106,24 +123,30 @@ def config_from_connection(
             except ValueError as exc:
                 raise SourceConfigError(f"{where}: secret #{index}: {exc}") from None
     ints = {}
-    for name, default in (("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS), ("max_body_bytes", DEFAULT_MAX_BODY_BYTES)):
+    for name, default in (
+        ("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS),
+        ("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        ("read_timeout_seconds", DEFAULT_READ_TIMEOUT_SECONDS),
+    ):
         try:
             ints[name] = int(extra.get(name, default))
         except (TypeError, ValueError):
             raise SourceConfigError(f"{where}: extra.{name} must be an integer, got {extra.get(name)!r}") from None
         if ints[name] <= 0:
             raise SourceConfigError(f"{where}: extra.{name} must be positive")
-    default_id_path = "header:webhook-id" if scheme == STANDARD_WEBHOOKS else "id"
+    default_id_path = "header:webhook-id" if scheme == STANDARD_WEBHOOKS else None
     return SourceConfig(
         source=source,
         scheme=scheme,
         secrets=tuple(dict.fromkeys(secrets)),
         tolerance_seconds=ints["tolerance_seconds"],
         header=str(extra.get("header") or DEFAULT_HMAC_HEADER),
-        event_id_path=str(extra.get("event_id_path") or default_id_path),
-        event_type_path=str(extra.get("event_type_path") or "type"),
-        event_time_path=str(extra.get("event_time_path") or "created"),
+        event_id_path=str(extra["event_id_path"]) if extra.get("event_id_path") else default_id_path,
+        event_type_path=str(extra["event_type_path"]) if extra.get("event_type_path") else None,
+        event_time_path=str(extra["event_time_path"]) if extra.get("event_time_path") else None,
         max_body_bytes=ints["max_body_bytes"],
+        read_timeout_seconds=ints["read_timeout_seconds"],
+        payment_path=str(extra.get("payment_path") or DEFAULT_PAYMENT_PATH),
     )
 
 
@@ -192,3 +215,36 @@ def extract(payload: Any, path: str, headers: Mapping[str, str]) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def _first(payload: Any, paths: tuple[str, ...], headers: Mapping[str, str]) -> Any:
+    for path in paths:
+        value = extract(payload, path, headers)
+        if value is not None:
+            return value
+    return None
+
+
+def derive_event_id(payload: Any, headers: Mapping[str, str], body: bytes) -> str:
+    """An event's id when the source names no ``event_id_path``: the body's ``id``, else the
+    sender's idempotency header (``Idempotency-Key``, ``webhook-id``, ``X-Request-Id``), else
+    ``sha256:<hex>`` of the exact body, so an exact retry is a duplicate and any other event
+    (a refund after its success) is new."""
+    value = extract(payload, "id", headers)
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+        return str(value)
+    value = _first(payload, tuple("header:" + name for name in IDEMPOTENCY_HEADERS), headers)
+    if isinstance(value, str) and value.strip():
+        return value
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def event_identity(config: SourceConfig, payload: Any, headers: Mapping[str, str], body: bytes) -> tuple[Any, Any, Any]:
+    """(event id, event type, event time value) of a delivery, as the source's paths say."""
+    if config.event_id_path is None:
+        event_id = derive_event_id(payload, headers, body)
+    else:
+        event_id = extract(payload, config.event_id_path, headers)
+    type_paths = DEFAULT_EVENT_TYPE_PATHS if config.event_type_path is None else (config.event_type_path,)
+    time_paths = DEFAULT_EVENT_TIME_PATHS if config.event_time_path is None else (config.event_time_path,)
+    return event_id, _first(payload, type_paths, headers), _first(payload, time_paths, headers)

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from hotcrm.crm.db import is_postgresql, session_scope
 from hotcrm.crm.events import EVENT_TYPES
 from hotcrm.crm.models import OutboxEvent, Payment, new_id, utcnow
-from hotcrm.webhooks.handlers import HANDLERS, EventContext, PayloadError, RetryableError, aware
+from hotcrm.webhooks.config import DEFAULT_PAYMENT_PATH, SourceConfigError, SourceRegistry, env_source_registry
+from hotcrm.webhooks.handlers import HANDLERS, EventContext, PayloadError, RetryableError, aware, payment_refs
 from hotcrm.webhooks.inbox import DEFAULT_LEASE, claim_batch
 from hotcrm.webhooks.models import DEAD, DONE, IGNORED, PENDING, PROCESSING, WebhookInbox
 
@@ -83,15 +84,18 @@ def process_inbox(
     max_batches: int | None = None,
     now: datetime | None = None,
     lease: timedelta = DEFAULT_LEASE,
+    registry: SourceRegistry | None = None,
 ) -> ProcessResult:
     """Claim and apply due inbox rows until none is due (or the time/batch budget is spent).
 
     ``now`` fixes the clock (tests move it forward to reach retries). Safe to run in several
-    workers at once: a row is claimed by one worker only.
+    workers at once: a row is claimed by one worker only. ``registry`` gives each source's
+    settings (its ``payment_path``); default: the ``AIRFLOW_CONN_HOTCRM_WEBHOOK_*`` variables.
     """
     if batch_size < 1 or max_attempts < 1:
         raise ValueError("batch_size and max_attempts must be at least 1")
     worker = worker or default_worker_name()
+    paths = PaymentPaths(registry or env_source_registry)
     total = ProcessResult()
     started = time.monotonic()
     last_log = started
@@ -105,7 +109,7 @@ def process_inbox(
         ids = claim_batch(database_url, worker, batch_size, now=clock, lease=lease)
         if not ids:
             break
-        result = _process_claimed(database_url, worker, ids, clock, max_attempts, backoff_seconds)
+        result = _process_claimed(database_url, worker, ids, clock, max_attempts, backoff_seconds, paths)
         result.batches = 1
         total.add(result)
         if time.monotonic() - last_log >= 10:
@@ -125,17 +129,50 @@ def process_inbox(
     return total
 
 
+class PaymentPaths:
+    """Each source's ``payment_path`` (where its Stripe events name the Payment), looked up
+    once per drain; a source that is gone, misconfigured or cannot be read now uses the
+    default path (its events then wait and retry if they name the Payment elsewhere)."""
+
+    def __init__(self, registry: SourceRegistry) -> None:
+        self.registry = registry
+        self._paths: dict[str, str] = {}
+
+    def __call__(self, source: str) -> str:
+        path = self._paths.get(source)
+        if path is None:
+            try:
+                config = self.registry(source)
+            except Exception as exc:  # a secrets backend's error must not stop the whole drain
+                log.warning(
+                    "Webhook source %r: %s (%s); its events use the default payment path",
+                    source,
+                    exc if isinstance(exc, SourceConfigError) else "connection not readable",
+                    type(exc).__name__,
+                )
+                config = None
+            path = self._paths[source] = config.payment_path if config is not None else DEFAULT_PAYMENT_PATH
+        return path
+
+
 def _process_claimed(
-    database_url: str, worker: str, ids: list[int], now: datetime, max_attempts: int, backoff: float
+    database_url: str,
+    worker: str,
+    ids: list[int],
+    now: datetime,
+    max_attempts: int,
+    backoff: float,
+    paths: PaymentPaths | None = None,
 ) -> ProcessResult:
+    paths = paths or PaymentPaths(lambda _source: None)
     try:
-        return _run_chunk(database_url, worker, ids, now, max_attempts, backoff, isolate=False)
+        return _run_chunk(database_url, worker, ids, now, max_attempts, backoff, paths, isolate=False)
     except _EventFailed:
         pass  # some event failed: run again, each event in its own savepoint
     except Exception as exc:  # e.g. a constraint at commit: find the culprit event by event
         log.warning("Batch of %d failed at commit (%s); retrying event by event", len(ids), type(exc).__name__)
     try:
-        return _run_chunk(database_url, worker, ids, now, max_attempts, backoff, isolate=True)
+        return _run_chunk(database_url, worker, ids, now, max_attempts, backoff, paths, isolate=True)
     except Exception:
         _release(database_url, worker, ids)
         raise
@@ -160,7 +197,15 @@ class _EventFailed(Exception):
 
 
 def _run_chunk(
-    database_url: str, worker: str, ids: list[int], now: datetime, max_attempts: int, backoff: float, *, isolate: bool
+    database_url: str,
+    worker: str,
+    ids: list[int],
+    now: datetime,
+    max_attempts: int,
+    backoff: float,
+    paths: PaymentPaths,
+    *,
+    isolate: bool,
 ) -> ProcessResult:
     result = ProcessResult()
     with session_scope(database_url) as session:
@@ -176,7 +221,7 @@ def _run_chunk(
         rows = list(session.scalars(query))
         # Event-time order, so events for one Payment within a chunk apply as they happened.
         rows.sort(key=lambda r: (aware(r.event_time) or aware(r.received_at), r.id))
-        payments = _preload_payments(session, rows)
+        payments = _preload_payments(session, rows, paths)
         if not isolate:
             # Fast path: outbox events are written after the loop and nothing flushes per event,
             # so the ORM sends each kind of change as one batched statement at commit.
@@ -187,13 +232,13 @@ def _run_chunk(
 
             with session.no_autoflush:
                 for row in rows:
-                    _count(result, _apply(session, row, now, payments, emit, flush=False))
+                    _count(result, _apply(session, row, now, payments, emit, paths, flush=False))
             session.add_all(outbox_events(gathered))
             return result
         for row in rows:
             try:
                 with session.begin_nested():
-                    outcome = _apply(session, row, now, payments, None, flush=True)
+                    outcome = _apply(session, row, now, payments, None, paths, flush=True)
             except Exception as exc:  # any handler error: this event alone is rolled back
                 outcome = _failed(row, exc, now, max_attempts, backoff, result)
             _count(result, outcome)
@@ -214,18 +259,17 @@ def outbox_events(gathered: list[tuple[str, dict[str, Any]]]) -> list[OutboxEven
     return events
 
 
-def _preload_payments(session: Session, rows: list[WebhookInbox]) -> dict[str, Payment]:
+def _preload_payments(session: Session, rows: list[WebhookInbox], paths: PaymentPaths) -> dict[str, Payment]:
     # One query locks and loads every Payment the chunk touches (ordered by id, so two workers
     # lock in the same order); the handlers look them up here instead of querying each.
-    txns = set()
+    txns: set[str] = set()
     for row in rows:
         if row.event_type in HANDLERS:
             try:
-                txn = json.loads(row.body).get("data", {}).get("transaction_id")
-            except (ValueError, AttributeError):
+                payload = json.loads(row.body)
+            except ValueError:
                 continue
-            if isinstance(txn, str):
-                txns.add(txn)
+            txns.update(payment_refs(row.event_type, payload, paths(row.source)))
     if not txns:
         return {}
     found = session.scalars(
@@ -235,7 +279,14 @@ def _preload_payments(session: Session, rows: list[WebhookInbox]) -> dict[str, P
 
 
 def _apply(
-    session: Session, row: WebhookInbox, now: datetime, payments: dict[str, Payment], emit, *, flush: bool
+    session: Session,
+    row: WebhookInbox,
+    now: datetime,
+    payments: dict[str, Payment],
+    emit,
+    paths: PaymentPaths,
+    *,
+    flush: bool,
 ) -> str:
     handler = HANDLERS.get(row.event_type)
     if handler is None:
@@ -250,7 +301,7 @@ def _apply(
         if not isinstance(payload, dict):
             raise _wrap(PayloadError("body must be a JSON object"))
         event_time = aware(row.event_time) or aware(row.received_at)
-        ctx = EventContext(row.source, row.event_id, row.event_type, event_time, payments, emit)
+        ctx = EventContext(row.source, row.event_id, row.event_type, event_time, payments, emit, paths(row.source))
         try:
             note = handler(session, payload, ctx)
         except Exception as exc:

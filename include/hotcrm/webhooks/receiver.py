@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
 
@@ -23,9 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from hotcrm.api import jsonbody
 from hotcrm.api.app import database_url, error_response
 from hotcrm.crm.db import get_engine
-from hotcrm.webhooks.config import SourceConfig, SourceConfigError, env_source_registry, extract
+from hotcrm.webhooks.config import SourceConfig, SourceConfigError, env_source_registry, event_identity
 from hotcrm.webhooks.inbox import GroupCommitWriter, parse_event_time
 from hotcrm.webhooks.models import WebhookInbox
 from hotcrm.webhooks.signatures import SignatureError, relevant_headers, verify
@@ -90,16 +90,24 @@ def webhooks_health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int, deadline: float) -> bytes:
+    """The raw body, read within ``deadline`` seconds (:class:`TimeoutError`: a sender
+    trickling bytes must not hold a connection and a request slot forever), up to ``limit``
+    bytes (:class:`_TooLarge`)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
+        raise _TooLarge
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a body without (or lying about) Content-Length
-            return None
-        chunks.append(chunk)
+    async with asyncio.timeout(deadline):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # a body without (or lying about) Content-Length
+                raise _TooLarge
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -108,6 +116,12 @@ def _is_json_type(content_type: str | None) -> bool:
         return True  # many senders omit it; the body is still checked below
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+@router.post("/webhooks/payment/notification", status_code=202)
+async def receive_payment_notification(request: Request) -> JSONResponse:
+    """The original partner spec's address: the source ``payment``, as ``/webhooks/payment``."""
+    return await receive_webhook("payment", request)
 
 
 @router.post("/webhooks/{source}", status_code=202)
@@ -123,10 +137,18 @@ async def receive_webhook(source: str, request: Request) -> JSONResponse:
     if config is None:
         return error_response(404, "UNKNOWN_SOURCE", f"No webhook source {source!r}")
 
-    body = await _read_body(request, config.max_body_bytes)
-    if body is None:
+    try:
+        body = await _read_body(request, config.max_body_bytes, config.read_timeout_seconds)
+    except _TooLarge:
         return error_response(
             413, "PAYLOAD_TOO_LARGE", f"The body is over the limit of {config.max_body_bytes} bytes for this source"
+        )
+    except TimeoutError:
+        return error_response(
+            408,
+            "REQUEST_TIMEOUT",
+            f"The body was not received within {config.read_timeout_seconds} seconds; send it at once",
+            headers={"Connection": "close"},
         )
     headers = request.headers
     try:
@@ -145,24 +167,24 @@ async def receive_webhook(source: str, request: Request) -> JSONResponse:
     if not _is_json_type(headers.get("content-type")):
         return error_response(415, "UNSUPPORTED_MEDIA_TYPE", "Send the event as application/json")
     try:
-        text_body = body.decode("utf-8")
-        payload = json.loads(text_body)
-    except (UnicodeDecodeError, ValueError):
-        return error_response(400, "INVALID_JSON", "The body is not valid UTF-8 JSON")
+        payload = jsonbody.loads(body)
+    except jsonbody.JsonBodyError as exc:
+        return error_response(400, "INVALID_JSON", str(exc))
     if not isinstance(payload, dict):
         return error_response(400, "INVALID_JSON", "The body must be a JSON object")
-    event_id = extract(payload, config.event_id_path, headers)
-    event_type = extract(payload, config.event_type_path, headers)
+    text_body = body.decode("utf-8")
+    event_id, event_type, raw_time = event_identity(config, payload, headers, body)
     if not isinstance(event_id, (str, int)) or isinstance(event_id, bool) or not str(event_id).strip():
         return error_response(
             400, "MISSING_EVENT_ID", f"The event id is missing at {config.event_id_path!r}; every event needs one"
         )
     if not isinstance(event_type, str) or not event_type.strip():
-        return error_response(400, "MISSING_EVENT_TYPE", f"The event type is missing at {config.event_type_path!r}")
+        where = config.event_type_path or "type (or event)"
+        return error_response(400, "MISSING_EVENT_TYPE", f"The event type is missing at {where!r}")
     event_id, event_type = str(event_id).strip(), event_type.strip()
     if len(event_id) > 255 or len(event_type) > 100:
         return error_response(400, "INVALID_EVENT", "The event id (255) or type (100 characters) is too long")
-    event_time = parse_event_time(extract(payload, config.event_time_path, headers))
+    event_time = parse_event_time(raw_time)
     if event_time is None and signed_at is not None:
         event_time = parse_event_time(signed_at)
 

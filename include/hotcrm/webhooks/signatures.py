@@ -157,19 +157,16 @@ def _verify_stripe(secrets: Sequence[str], headers: Mapping[str, str], body: byt
     value = headers.get("stripe-signature")
     if not value:
         raise SignatureError("MISSING_SIGNATURE", "the Stripe-Signature header is missing")
-    raw_ts, given = None, []
-    for item in value.split(","):
-        key, _, val = item.strip().partition("=")
-        if key == "t":
-            raw_ts = val
-        elif key == "v1":
-            encoded = _ascii(val.lower())
-            if encoded is not None:
-                given.append(encoded)
+    # Parsed as Stripe's own SDK does (stripe.WebhookSignature): entries split on "," with no
+    # trimming (" v1=..." is not a v1 entry), the first "t=" wins, and a signature is compared
+    # as given, so only Stripe's lower-case hex can match.
+    entries = [item.split("=", 2) for item in value.split(",")]
+    raw_ts = next((entry[1] for entry in entries if entry[0] == "t" and len(entry) > 1), None)
+    given = [encoded for entry in entries if entry[0] == "v1" and len(entry) > 1 if (encoded := _ascii(entry[1]))]
     if raw_ts is None or not given:
         raise SignatureError("INVALID_SIGNATURE", "the Stripe-Signature header needs t= and at least one v1=")
     timestamp = _check_timestamp(raw_ts, now, tolerance)
-    signed = f"{raw_ts}.".encode() + body
+    signed = f"{timestamp}.".encode() + body
     for secret in secrets:
         expected = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest().encode("ascii")
         for candidate in given:
@@ -213,7 +210,7 @@ def sign(
 
 def relevant_headers(scheme: str, headers: Mapping[str, str], header: str = DEFAULT_HMAC_HEADER) -> dict[str, str]:
     """The headers worth keeping with a stored delivery (signature, ids, content type, agent)."""
-    names = {"content-type", "user-agent", "x-request-id"}
+    names = {"content-type", "user-agent", "x-request-id", "idempotency-key", "webhook-id"}
     if scheme == HMAC_SHA256:
         names.add(header.lower())
     elif scheme == STANDARD_WEBHOOKS:
