@@ -30,6 +30,9 @@ ROUTE_NAMES = (
     "imports.read",
     "oauth.token",
     "salesforce.authorize",
+    # Failed authentications (hotcrm.api.throttle): per source address, per OAuth client.
+    "auth.failures",
+    "oauth.client_failures",
 )
 
 
