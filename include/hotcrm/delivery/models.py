@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotcrm.crm.models import ID_LENGTH, Base, new_id, utcnow
+from hotcrm.crypto import EncryptedText
 
 # Delivery states. ``delivering`` carries a lease (``locked_until``): a worker that dies
 # mid-batch leaves rows that another run reclaims once the lease has expired.
@@ -33,8 +34,9 @@ class WebhookSubscription(Base):
     url: Mapped[str] = mapped_column(String(2048))
     # A list of event types, or ["*"] for all of them.
     event_types: Mapped[list[str]] = mapped_column(JSON)
-    # The signing secret. Never logged or printed after creation (repr hides it).
-    secret: Mapped[str] = mapped_column(String(200))
+    # The signing secret, encrypted at rest (hotcrm.crypto). Never logged or printed after
+    # creation (repr hides it).
+    secret: Mapped[str] = mapped_column(EncryptedText)
     description: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
