@@ -159,6 +159,7 @@ def test_secret_settings_come_from_airflow_secrets_backend(monkeypatch):
 def test_the_core_does_not_import_airflow():
     code = (
         "import sys, hotcrm.crypto, hotcrm.settings, hotcrm.api.config, hotcrm.crm.secrets\n"
+        "import hotcrm.maintenance.retention, hotcrm.maintenance.cli\n"
         "print([m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotcrm.crm.models import ID_LENGTH, Base, new_id, utcnow
@@ -68,6 +68,13 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id", name="uq_webhook_deliveries_event_subscription"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # Retention (hotcrm.maintenance): delivered rows by age (dead ones go by dead_at's index).
+        Index(
+            "ix_webhook_deliveries_succeeded_delivered_at",
+            "delivered_at",
+            sqlite_where=text("status = 'succeeded'"),
+            postgresql_where=text("status = 'succeeded'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
