@@ -126,3 +126,12 @@ def test_failed_authentications_are_throttled_per_address(db_url, monkeypatch):
         assert_error(api.client.get("/crm/leads/x"), 429, "RATE_LIMITED")
     finally:
         api.close()
+
+
+def test_the_failure_limits_are_settings():
+    settings = ApiSettings.from_env({"HOTCRM_API_RATE_LIMITS": "auth.failures=5/60,oauth.client_failures=3/600"})
+    from hotcrm.api import throttle
+
+    assert throttle.address_limit(settings) == RateLimit(5, 60)
+    assert throttle.client_limit(settings) == RateLimit(3, 600)
+    assert throttle.address_limit(ApiSettings()) == RateLimit(30, 60)
