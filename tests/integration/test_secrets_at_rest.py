@@ -5,6 +5,8 @@ plain text before, and where Airflow runs the secret settings come from its secr
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -164,3 +166,29 @@ def test_the_core_does_not_import_airflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_configured_secrets_backend_serves_the_secret_settings(tmp_path):
+    # A separate process: Airflow reads [secrets] backend once. No HOTCRM_* variable is set there.
+    code = (
+        "import hotcrm.airflow\n"
+        "from hotcrm import crypto\n"
+        "from hotcrm.api.config import ApiSettings\n"
+        "s = ApiSettings.from_env()\n"
+        "print(s.jwt_secret, s.token_key == crypto.current_key(), s.salesforce.client_secret)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOTCRM_API_JWT", "HOTCRM_TOKEN", "HOTCRM_SALES"))}
+    env["AIRFLOW__SECRETS__BACKEND"] = "tests.support.secrets_backend.DictSecretsBackend"
+    env["AIRFLOW__SECRETS__BACKEND_KWARGS"] = json.dumps(
+        {
+            "variables": {
+                "hotcrm_api_jwt_secret": "vault-" + "v" * 40,
+                "hotcrm_token_key": KEY_1,
+                "hotcrm_salesforce_client_secret": "vault-sf-secret",
+            }
+        }  # fmt: skip
+    )
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["vault-" + "v" * 40, "True", "vault-sf-secret"]
