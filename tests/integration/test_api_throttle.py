@@ -45,7 +45,13 @@ def _token(api: Api, client_id: str, secret: str):
 
 def test_wrong_secrets_never_lock_out_the_right_one(db_url):
     # The review's probe: 100 wrong secrets for a victim's client_id, then the victim itself.
-    api = _api(db_url, auth_failures=RateLimit(1000, 3600), oauth_client_failures=RateLimit(10, 3600))
+    # oauth.token at 100 per window, as in the probe: wrong secrets used to fill the victim's count.
+    api = _api(
+        db_url,
+        oauth_token=RateLimit(100, 3600),
+        auth_failures=RateLimit(1000, 3600),
+        oauth_client_failures=RateLimit(10, 3600),
+    )
     try:
         wait_for_fresh_window(3600)
         victim = auth.create_oauth_client(db_url, "victim", ALL)
