@@ -14,7 +14,11 @@ export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 # The embedded defaults, as Airflow connections (override them in the environment).
 export AIRFLOW_CONN_HOTCRM_DB ?= {"conn_type": "sqlite", "host": "$(HOTCRM_DATA_DIR)/hotcrm.db"}
 
-.PHONY: help setup demo test airflow api lint benchmarks clean
+# The virtualenv's own tools: venv ships an old setuptools (65.5, with known CVEs); <81 keeps
+# pkg_resources, which some dependencies still import.
+VENV_TOOLS := "pip>=25.3" "setuptools>=78.1.1,<81"
+
+.PHONY: help setup venv-tools demo test airflow api lint audit benchmarks clean
 
 help:
 	@echo "make demo      set up and run every pipeline once on the embedded defaults"
@@ -22,20 +26,25 @@ help:
 	@echo "make airflow   set up and start airflow standalone (UI on http://localhost:8080)"
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
 	@echo "make lint      ruff check and ruff format --check"
+	@echo "make audit     pip-audit of the pinned requirements and the venv (says so when it could not)"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet --upgrade $(VENV_TOOLS)
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	# the hotcrm package itself (editable: `hotcrm ...` and `python -m hotcrm ...` work without PYTHONPATH)
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
+# Run by every `make setup`, so an existing venv gets tool fixes too.
+venv-tools: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --upgrade $(VENV_TOOLS)
+
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
-setup: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
+setup: venv-tools $(AIRFLOW_HOME)/airflow.db
 	$(PY) -m hotcrm db upgrade
 
 demo: setup
@@ -57,6 +66,10 @@ api: setup
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Exit 0: audited, nothing known; 1: known vulnerabilities; 3: advisory data unreachable, NOT audited.
+audit: $(VENV)/.installed
+	$(PY) scripts/audit.py requirements.txt
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(HOTCRM_DATA_DIR)

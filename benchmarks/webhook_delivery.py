@@ -74,7 +74,7 @@ def fill(url: str, target: str, count: int) -> None:
     from hotcrm.delivery.service import add_subscription, fan_out
 
     with session_scope(url) as session:
-        add_subscription(session, target, ["*"])
+        add_subscription(session, target, ["*"], allow_private=("127.0.0.1/32",))
     now = utcnow()
     rows = [
         {

@@ -2,6 +2,7 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
+import hotcrm.airflow  # noqa: F401 (the core's secret settings come from Airflow's secrets backend)
 from hotcrm.api.app import PrefixNotFoundMiddleware, create_app
 
 

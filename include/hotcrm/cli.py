@@ -16,6 +16,8 @@ from hotcrm.settings import default_database_url
 
 COMMAND_MODULES = [
     "hotcrm.crm.cli",
+    "hotcrm.crm.secrets",
+    "hotcrm.maintenance.cli",
     "hotcrm.api.cli",
     "hotcrm.webhooks.cli",
     "hotcrm.exports.cli",

@@ -1,12 +1,18 @@
 """Plain settings shared by the core packages, read from the environment.
 
-Only non-secret locations live here. Secrets come from Airflow connections (through the
-hooks in :mod:`hotcrm.airflow`) or are passed in explicitly by the caller.
+Locations live here, and :func:`secret`, the one way the core reads a secret setting
+(``HOTCRM_TOKEN_KEY``, ``HOTCRM_API_JWT_SECRET``, ``HOTCRM_SALESFORCE_CLIENT_SECRET``): from the
+secret source :mod:`hotcrm.airflow` installs where Airflow runs (Airflow Variables, so any
+configured secrets backend), else from the environment variable of that name. Other secrets
+come from Airflow connections (through the hooks) or are passed in by the caller.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -59,3 +65,43 @@ def read_settings_file(
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
     return path, {k: v for k, v in raw.items() if k in known}
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+SecretSource = Callable[[str], "str | None"]
+_secret_source: SecretSource | None = None
+_source_cache: dict[str, tuple[float, str | None]] = {}
+_source_lock = threading.Lock()
+# How long a value read from the secret source is reused (a secrets backend may be remote).
+SECRET_CACHE_SECONDS = 60.0
+
+
+def set_secret_source(source: SecretSource | None) -> None:
+    """Install (or remove, with None) where :func:`secret` looks first: a function from a setting
+    name to its value or None. :mod:`hotcrm.airflow` installs Airflow's secrets backend."""
+    global _secret_source
+    with _source_lock:
+        _secret_source = source
+        _source_cache.clear()
+
+
+def secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A secret setting: from the installed secret source (where Airflow runs), else the
+    environment variable ``name``; None when neither has it. With an explicit ``env`` mapping
+    only that mapping is read (callers that pass their own settings)."""
+    if env is not None:
+        return env.get(name) or None
+    source = _secret_source
+    if source is not None:
+        now = time.monotonic()
+        cached = _source_cache.get(name)
+        if cached is not None and now - cached[0] < SECRET_CACHE_SECONDS:
+            value = cached[1]
+        else:
+            value = source(name)
+            with _source_lock:
+                _source_cache[name] = (now, value)
+        if value:
+            return value
+    return os.environ.get(name) or None

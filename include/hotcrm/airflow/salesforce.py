@@ -30,6 +30,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from hotcrm.settings import secret
+
 log = logging.getLogger(__name__)
 
 AUTH_TYPES = ("password", "client_credentials", "jwt_bearer", "session", "refresh_token")
@@ -181,7 +183,7 @@ class HotCrmSalesforceHook(BaseHook):
 
     def _refresh_token_form(self) -> dict[str, str]:
         token = None
-        key = self.extra.get("token_encryption_key") or os.environ.get("HOTCRM_TOKEN_KEY")
+        key = self.extra.get("token_encryption_key") or secret("HOTCRM_TOKEN_KEY")
         if key:
             from hotcrm.airflow.hooks import HotCrmDatabaseHook
             from hotcrm.api.salesforce_oauth import load_refresh_token

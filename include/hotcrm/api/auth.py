@@ -298,19 +298,29 @@ def revoke_oauth_client(database_url: str, client_id: str) -> None:
             )
 
 
-def authenticate_client(session: Session, client_id: str, client_secret: str) -> OAuthClient:
-    """The active client with that id and secret, or ApiError 401 INVALID_CLIENT (never saying which part is wrong)."""
-    record = session.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+def find_client(session: Session, client_id: str) -> OAuthClient | None:
+    """The OAuth client with that public id (active or revoked), or None."""
+    return session.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+
+
+def check_client(record: OAuthClient | None, client_secret: str) -> OAuthClient:
+    """``record`` when it is active and ``client_secret`` is its secret, or ApiError 401 INVALID_CLIENT
+    (never saying which part is wrong)."""
     # Compare a hash even for an unknown client so the answer takes the same time.
     expected = record.secret_hash if record is not None else hash_secret(secrets.token_hex(16))
     if not hmac.compare_digest(expected, hash_secret(client_secret)) or record is None or record.revoked_at is not None:
-        raise ApiError(
-            401,
-            "INVALID_CLIENT",
-            "Client authentication failed (unknown client, wrong secret or revoked client)",
-            headers={"WWW-Authenticate": 'Basic realm="hotcrm"'},
-        )
+        raise invalid_client("Client authentication failed (unknown client, wrong secret or revoked client)")
     return record
+
+
+def invalid_client(message: str) -> ApiError:
+    """401 INVALID_CLIENT with the Basic challenge."""
+    return ApiError(401, "INVALID_CLIENT", message, headers={"WWW-Authenticate": 'Basic realm="hotcrm"'})
+
+
+def authenticate_client(session: Session, client_id: str, client_secret: str) -> OAuthClient:
+    """The active client with that id and secret, or ApiError 401 INVALID_CLIENT (never saying which part is wrong)."""
+    return check_client(find_client(session, client_id), client_secret)
 
 
 _signing_cache: dict[str, str] = {}

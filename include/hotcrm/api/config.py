@@ -21,7 +21,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import MultiFernet
+
+from hotcrm.crypto import make_fernet
+from hotcrm.settings import secret
 
 ROUTE_NAMES = (
     "leads.create",
@@ -30,6 +33,9 @@ ROUTE_NAMES = (
     "imports.read",
     "oauth.token",
     "salesforce.authorize",
+    # Failed authentications (hotcrm.api.throttle): per source address, per OAuth client.
+    "auth.failures",
+    "oauth.client_failures",
 )
 
 
@@ -97,7 +103,10 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
-        """Settings from ``HOTCRM_API_*``, ``HOTCRM_TOKEN_KEY`` and ``HOTCRM_SALESFORCE_*``."""
+        """Settings from ``HOTCRM_API_*``, ``HOTCRM_TOKEN_KEY`` and ``HOTCRM_SALESFORCE_*``. The three
+        secrets are read with :func:`hotcrm.settings.secret` (Airflow's secrets backend where Airflow
+        runs, else the environment); with an explicit ``env`` only that mapping is read."""
+        secrets_env = env
         env = os.environ if env is None else env
 
         def integer(name: str, default: int, minimum: int = 1) -> int:
@@ -122,7 +131,7 @@ class ApiSettings:
                 )
             route_limits[route] = RateLimit.parse(limit, setting=f"HOTCRM_API_RATE_LIMITS[{route}]")
         default_limit = env.get("HOTCRM_API_RATE_LIMIT")
-        jwt_secret = env.get("HOTCRM_API_JWT_SECRET") or None
+        jwt_secret = secret("HOTCRM_API_JWT_SECRET", secrets_env)
         if jwt_secret is not None and len(jwt_secret.encode()) < 32:
             # RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32 bytes).
             raise ValueError("HOTCRM_API_JWT_SECRET: use at least 32 bytes (e.g. `openssl rand -base64 48`)")
@@ -137,35 +146,16 @@ class ApiSettings:
             max_body_bytes=integer("HOTCRM_API_MAX_BODY_BYTES", 64 * 1024),
             key_cache_ttl_seconds=integer("HOTCRM_API_KEY_CACHE_TTL", 5, minimum=0),
             db_pool_size=integer("HOTCRM_API_DB_POOL_SIZE", 10),
-            token_key=env.get("HOTCRM_TOKEN_KEY") or None,
+            token_key=secret("HOTCRM_TOKEN_KEY", secrets_env),
             salesforce=SalesforceApp(
                 login_url=(env.get("HOTCRM_SALESFORCE_LOGIN_URL") or "https://login.salesforce.com").rstrip("/"),
                 client_id=env.get("HOTCRM_SALESFORCE_CLIENT_ID") or None,
-                client_secret=env.get("HOTCRM_SALESFORCE_CLIENT_SECRET") or None,
+                client_secret=secret("HOTCRM_SALESFORCE_CLIENT_SECRET", secrets_env),
                 redirect_uri=env.get("HOTCRM_SALESFORCE_REDIRECT_URI") or None,
                 scope=env.get("HOTCRM_SALESFORCE_SCOPE") or "api refresh_token",
                 ca_bundle=env.get("HOTCRM_SALESFORCE_CA_BUNDLE") or None,
             ),
         )
-
-
-def make_fernet(key: str | None) -> MultiFernet:
-    """A cipher from one Fernet key or several comma-separated (the first encrypts, all
-    decrypt, so keys can be rotated). The key never appears in an error."""
-    if not key:
-        raise ValueError(
-            "HOTCRM_TOKEN_KEY is not set: it encrypts stored OAuth tokens. Generate one with "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
-        )
-    ciphers = []
-    for position, part in enumerate(p.strip() for p in key.split(",") if p.strip()):
-        try:
-            ciphers.append(Fernet(part.encode()))
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"HOTCRM_TOKEN_KEY: key #{position + 1} is not a Fernet key (32 url-safe base64-encoded bytes)"
-            ) from None
-    return MultiFernet(ciphers)
 
 
 def get_settings(app) -> ApiSettings:

@@ -2,8 +2,9 @@
 JWT signing key, and the Salesforce org connection (refresh token encrypted).
 
 Secrets are never stored in the clear: API keys and client secrets as SHA-256 hashes (they
-are 256-bit random values, so a slow hash adds nothing), the Salesforce refresh token and
-the PKCE verifier encrypted with Fernet under ``HOTCRM_TOKEN_KEY``.
+are 256-bit random values, so a slow hash adds nothing), the JWT signing secret, the
+Salesforce refresh token and the PKCE verifier encrypted with Fernet under ``HOTCRM_TOKEN_KEY``
+(:mod:`hotcrm.crypto`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotcrm.crm.models import ID_LENGTH, Base, new_id, utcnow
+from hotcrm.crypto import EncryptedText
 
 
 class ApiKey(Base):
@@ -59,12 +61,13 @@ class RateLimitCounter(Base):
 
 class SigningKey(Base):
     """The bearer-token signing secret when ``HOTCRM_API_JWT_SECRET`` is not set: made once,
-    shared by every API server process through the database."""
+    shared by every API server process through the database, encrypted at rest
+    (:class:`hotcrm.crypto.EncryptedText`)."""
 
     __tablename__ = "api_signing_keys"
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(128))
+    secret: Mapped[str] = mapped_column(EncryptedText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -116,3 +117,54 @@ async def after_hit_async(connection, key: str, window_start: int, hits: int, no
     await connection.execute("DELETE FROM api_rate_limits WHERE bucket = %s AND window_start < %s", (key, window_start))
     if random.random() < SWEEP_PROBABILITY:
         await connection.execute("DELETE FROM api_rate_limits WHERE window_start < %s", (int(now - SWEEP_AGE_SECONDS),))
+
+
+class FailureGate:
+    """Source addresses over their failed-authentication limit, remembered by this process until
+    their window ends, so their next failures are refused without a database round trip.
+
+    Each process learns a block from the shared counter on its own first failure after the limit
+    was passed. Bounded: when full it starts over (a forgotten block costs one count).
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, clock=time.time) -> None:
+        self._blocked: dict[tuple[str, str], RateDecision] = {}
+        self._until: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self.clock = clock
+
+    def blocked(self, database_url: str, address: str) -> RateDecision | None:
+        """The refusing decision of an address still blocked (its ``reset_after`` brought up to date), else None."""
+        key = (database_url, address)
+        until = self._until.get(key)
+        if until is None:
+            return None
+        now = self.clock()
+        if now >= until:
+            with self._lock:
+                self._until.pop(key, None)
+                self._blocked.pop(key, None)
+            return None
+        decision = self._blocked[key]
+        return RateDecision(False, decision.limit, decision.hits, max(1, math.ceil(until - now)))
+
+    def block(self, database_url: str, address: str, decision: RateDecision) -> None:
+        """Remember that ``address`` is over its limit until its window resets."""
+        with self._lock:
+            if len(self._until) >= self.MAX_ENTRIES:
+                self._until.clear()
+                self._blocked.clear()
+            key = (database_url, address)
+            self._blocked[key] = decision
+            self._until[key] = self.clock() + decision.reset_after
+
+    def clear(self) -> None:
+        """Forget every block."""
+        with self._lock:
+            self._until.clear()
+            self._blocked.clear()
+
+
+failure_gate = FailureGate()

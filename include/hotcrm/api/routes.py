@@ -35,7 +35,7 @@ from fastapi.security import APIKeyHeader, OAuth2
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hotcrm.api import auth, jsonbody, pgpool, ratelimit, salesforce_oauth
+from hotcrm.api import auth, jsonbody, pgpool, ratelimit, salesforce_oauth, throttle
 from hotcrm.api import leads as lead_service
 from hotcrm.api.app import database_url, error_response
 from hotcrm.api.config import RateLimit, get_settings
@@ -147,8 +147,36 @@ def pg_pool(request: Request, url: str) -> pgpool.AsyncPool:
 
 
 async def _authenticate(request: Request) -> auth.Principal:
-    """The caller (``X-API-Key`` or ``Authorization: Bearer``), or ApiError 401/403. API keys
-    verified lately come from the process's cache (``HOTCRM_API_KEY_CACHE_TTL``)."""
+    """The caller (``X-API-Key`` or ``Authorization: Bearer``), or ApiError 401/403; a failure
+    counts against the source address's limit (:mod:`hotcrm.api.throttle`), 429 over it."""
+    try:
+        return await _identify(request)
+    except ApiError as error:
+        if error.code not in throttle.FAILURE_CODES:
+            raise
+        raise await _count_failure(request, error) from None
+
+
+async def _count_failure(request: Request, error: ApiError) -> ApiError:
+    """Count a failed authentication of ``request``'s source address (own transaction); the error to answer."""
+    settings = get_settings(request.app)
+    url = await resolved_database_url(request)
+    address = throttle.source_address(request)
+    if _is_postgresql(url):
+        async with pg_pool(request, url).connection() as connection:
+            return await throttle.count_failure_async(connection, url, address, settings, error)
+
+    def work() -> ApiError:
+        with statement_session(url) as session:
+            return throttle.count_failure(session, url, address, settings, error)
+
+    return await run_in_threadpool(work)
+
+
+async def _identify(request: Request) -> auth.Principal:
+    """The caller, or ApiError 401/403. API keys verified lately come from the process's cache
+    (``HOTCRM_API_KEY_CACHE_TTL``); other keys are looked up unless the source address is
+    over its failure limit (429 without a look-up)."""
     settings = get_settings(request.app)
     authorization = request.headers.get("authorization")
     api_key = request.headers.get("x-api-key")
@@ -179,6 +207,7 @@ async def _authenticate(request: Request) -> auth.Principal:
     principal = auth.key_cache.get(url, key_hash, ttl)
     if principal is not None:
         return principal
+    throttle.check_blocked(url, throttle.source_address(request))
     if _is_postgresql(url):
         async with pg_pool(request, url).connection() as connection:
             principal = await auth.authenticate_api_key_async(connection, api_key)
@@ -532,20 +561,44 @@ async def issue_token(request: Request) -> Response:
                 "grant_type must be client_credentials",
                 {"field": "grant_type", "oauthError": "unsupported_grant_type"},
             )
-        client_id, secret = _client_credentials(request, form)
+        address = throttle.source_address(request)
+        try:
+            client_id, secret = _client_credentials(request, form)
+        except ApiError as error:
+            with session_scope(url) as session:  # (raised after the commit: the count must stay)
+                answer = throttle.count_failure(session, url, address, settings, error)
+            raise answer from None
         if not client_id or not secret or len(client_id) > 64 or "\x00" in client_id + secret:
-            raise ApiError(401, "INVALID_CLIENT", "Give client_id and client_secret (form fields or HTTP Basic)")
+            error = ApiError(401, "INVALID_CLIENT", "Give client_id and client_secret (form fields or HTTP Basic)")
+            with session_scope(url) as session:
+                answer = throttle.count_failure(session, url, address, settings, error)
+            raise answer
+        with session_scope(url) as session:
+            record = auth.find_client(session, client_id)
+            try:
+                client = auth.check_client(record, secret)
+            except ApiError as error:
+                failed = error
+            else:
+                failed = None
+                allowed = client.scopes.split()
+        if failed is not None:
+            # Failures count per address, and per client only for a client that exists (junk ids
+            # write nothing); over either limit a wrong secret gets 429. The right secret is
+            # never refused for someone else's failures.
+            with session_scope(url) as session:
+                answer = throttle.count_client_failure(
+                    session, url, address, client_id if record is not None else None, settings, failed
+                )
+            raise answer
         limit = settings.rate_limit("oauth.token")
         with session_scope(url) as session:
-            # Counted before the secret is checked, so guessing secrets is rate-limited too.
+            # The client's own rate of token requests, counted once it is authenticated.
             decision = ratelimit.hit(session, f"client:{client_id}:oauth.token", limit)
         headers = decision.headers()
         if not decision.allowed:
             raise ApiError(429, "RATE_LIMITED", f"Too many token requests; retry in {decision.reset_after} s",
                            headers=headers)  # fmt: skip
-        with session_scope(url) as session:
-            client = auth.authenticate_client(session, client_id, secret)
-            allowed = client.scopes.split()
         requested = form.get("scope", "").split() or allowed
         if not set(requested) <= set(allowed):
             raise ApiError(

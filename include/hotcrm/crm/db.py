@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from hotcrm import files
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -60,6 +62,9 @@ def _create(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if not Path(parsed.database).exists():
+                # Created 0600 before SQLite opens it (its -wal/-shm files take the same mode).
+                files.create_private(parsed.database, mode=files.DATABASE_FILE_MODE)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine

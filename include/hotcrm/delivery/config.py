@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import random
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from hotcrm.settings import CONFIG_DIR, read_settings_file
 
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "delivery.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,33 @@ def load_config(path: str | Path | None = None) -> DeliveryConfig:
     return config
 
 
+# Shorter prefixes than these cover more than any private range (10/8 and fc00::/7 are the
+# widest): such an entry would switch the guard off, cloud metadata included.
+MIN_ALLOW_PREFIX = {4: 8, 6: 7}
+METADATA_ADDRESSES = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
+
+
 def _check_allow_entry(entry: str, path: Path) -> None:
     if "/" in entry:
         try:
-            ipaddress.ip_network(entry, strict=False)
+            network = ipaddress.ip_network(entry, strict=False)
         except ValueError as exc:
             raise ValueError(
                 f"{path}: allow_private_destinations entry {entry!r} is not a valid network ({exc})"
             ) from exc
+        if network.prefixlen < MIN_ALLOW_PREFIX[network.version]:
+            raise ValueError(
+                f"{path} (or HOTCRM_DELIVERY_ALLOW_PRIVATE): allow_private_destinations entry {entry!r} covers "
+                f"{'every address' if network.prefixlen == 0 else 'far more than a private network'}, which turns "
+                "the destination guard off (cloud metadata and loopback included); list the private networks or "
+                "hosts your internal subscribers use, e.g. 10.20.0.0/16"
+            )
+        covered = [str(a) for a in METADATA_ADDRESSES if a.version == network.version and a in network]
+        if covered:
+            log.warning(
+                "allow_private_destinations entry %r in %s lets deliveries reach the cloud metadata address %s: "
+                "anyone who can add a subscription can read instance credentials. Narrow it unless this is meant.",
+                entry,
+                path,
+                covered[0],
+            )

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotcrm.crm.models import ID_LENGTH, Base, new_id, utcnow
+from hotcrm.crypto import EncryptedText
 
 # Delivery states. ``delivering`` carries a lease (``locked_until``): a worker that dies
 # mid-batch leaves rows that another run reclaims once the lease has expired.
@@ -33,8 +34,9 @@ class WebhookSubscription(Base):
     url: Mapped[str] = mapped_column(String(2048))
     # A list of event types, or ["*"] for all of them.
     event_types: Mapped[list[str]] = mapped_column(JSON)
-    # The signing secret. Never logged or printed after creation (repr hides it).
-    secret: Mapped[str] = mapped_column(String(200))
+    # The signing secret, encrypted at rest (hotcrm.crypto). Never logged or printed after
+    # creation (repr hides it).
+    secret: Mapped[str] = mapped_column(EncryptedText)
     description: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
@@ -66,6 +68,13 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id", name="uq_webhook_deliveries_event_subscription"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # Retention (hotcrm.maintenance): delivered rows by age (dead ones go by dead_at's index).
+        Index(
+            "ix_webhook_deliveries_succeeded_delivered_at",
+            "delivered_at",
+            sqlite_where=text("status = 'succeeded'"),
+            postgresql_where=text("status = 'succeeded'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)

@@ -29,6 +29,7 @@ from hotcrm.delivery.guard import (
     DestinationRefused,
     PinnedResolutionBackend,
     check_destination,
+    check_url_now,
     check_url_syntax,
     redact_url,
 )
@@ -57,10 +58,23 @@ def add_subscription(
     secret: str | None = None,
     description: str | None = None,
     since: datetime | None = None,
+    allow_private: tuple[str, ...] | None = None,
 ) -> WebhookSubscription:
     """Create a subscription (a new ``whsec_`` secret unless one is given). It receives events
-    created from ``since`` on (default: now; events already fanned out are not re-sent)."""
+    created from ``since`` on (default: now; events already fanned out are not re-sent).
+
+    A URL whose host is a refused address (private, loopback, metadata, in any IPv4 or IPv6
+    form) is refused now with ValueError, unless ``allow_private`` (default: the delivery
+    config's ``allow_private_destinations``) allows it; names are checked at every delivery."""
     check_url_syntax(url)
+    if allow_private is None:
+        from hotcrm.delivery.config import load_config
+
+        allow_private = load_config().allow_private_destinations
+    try:
+        check_url_now(url, allow_private)
+    except DestinationRefused as exc:
+        raise ValueError(f"URL {redact_url(url)}: {exc}") from None
     if not event_types:
         raise ValueError("give at least one event type (or '*' for all)")
     unknown = [t for t in event_types if t != "*" and t not in EVENT_TYPES]

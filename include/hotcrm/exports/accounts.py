@@ -45,6 +45,7 @@ from sqlalchemy import Connection, create_engine, event, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from hotcrm import files
 from hotcrm.crm import services
 from hotcrm.crm.db import get_engine, is_postgresql, normalize_url, session_scope
 from hotcrm.crm.events import record_event
@@ -419,6 +420,7 @@ def write_export(
         written = 0
         previous_id = None
         next_log = started + PROGRESS_EVERY_SECONDS
+        files.create_private(tmp, fs)  # 0640 on a local disk (hotcrm.files); renamed into place as is
         handle = fs.open(tmp, "wb", block_size=UPLOAD_BLOCK_SIZE)
         try:
 
@@ -595,6 +597,7 @@ def publish_export(
     }
     manifest_name = f"{written.name}.manifest.json"
     manifest_tmp = _join(root, EXPORT_PREFIX, TEMP_FOLDER, f"{manifest_name}.{uuid.uuid4().hex[:12]}.part")
+    files.create_private(manifest_tmp, fs)
     with fs.open(manifest_tmp, "wb") as handle:
         handle.write(json.dumps(manifest, indent=2, default=str).encode("utf-8"))
     fs.mv(manifest_tmp, _join(root, EXPORT_PREFIX, manifest_name))

@@ -47,6 +47,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hotcrm import files
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
@@ -199,7 +200,8 @@ def import_lead_file(
     suite = suite or load_suite()
     progress = progress or log.info
     name = source.name
-    with tempfile.TemporaryDirectory(prefix="hotcrm-lead-import-", dir=work_dir) as tmp:
+    # A spool folder a killed run left behind is removed here (hotcrm.files.work_dir).
+    with files.work_dir("hotcrm-lead-import-", work_dir) as tmp:
         tmp_path = Path(tmp)
         try:
             spooled = spool(source, tmp_path / "source", mapping.limits)
@@ -1062,8 +1064,10 @@ def _write_reports(dest: Any, outcome: ImportOutcome, header_map: HeaderMap | No
     report["quality"] = outcome.quality
     report_path = parent / f"{name}.report.html"
     report["report_path"] = str(report_path)
+    files.create_private(parent / f"{name}.report.json")  # 0640, see hotcrm.files
     with (parent / f"{name}.report.json").open("wb") as f:
         f.write(json.dumps(report, indent=2, default=str).encode("utf-8"))
+    files.create_private(report_path)
     with report_path.open("wb") as f:
         f.write(_render_report(report, outcome).encode("utf-8"))
     return str(report_path)
@@ -1090,6 +1094,7 @@ def _write_rejects(path: Any, outcome: ImportOutcome, header_map: HeaderMap | No
                 writer.writerow(
                     [line, kind, neutralize(reason), *[neutralize(c) for c in main], neutralize(" | ".join(extra))]
                 )
+        files.create_private(path)
         copy_to(Path(tmp.name), path)
     finally:
         Path(tmp.name).unlink(missing_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hotcrm.crm.models import Base, utcnow
@@ -27,6 +27,15 @@ class WebhookInbox(Base):
         UniqueConstraint("source", "event_id", name="uq_webhook_inbox_source_event_id"),
         # The claim query: due rows by state and time.
         Index("ix_webhook_inbox_status_next_attempt_at", "status", "next_attempt_at"),
+        # Retention (hotcrm.maintenance): finished rows by age. Partial, so the receiver's
+        # inserts (pending rows) never touch it.
+        Index(
+            "ix_webhook_inbox_finished_processed_at",
+            "status",
+            "processed_at",
+            sqlite_where=text("status IN ('done', 'ignored', 'dead')"),
+            postgresql_where=text("status IN ('done', 'ignored', 'dead')"),
+        ),
     )
 
     # An integer key keeps claims in arrival order; INTEGER on SQLite so it is the rowid.

@@ -1,0 +1,1 @@
+"""Maintenance of the CRM database's bookkeeping: retention (:mod:`hotcrm.maintenance.retention`)."""
