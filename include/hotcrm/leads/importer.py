@@ -260,7 +260,7 @@ def check_lead_file(
     suite = suite or load_suite()
     progress = progress or log.info
     name = source.name
-    with tempfile.TemporaryDirectory(prefix="hotcrm-lead-check-", dir=work_dir) as tmp:
+    with files.work_dir("hotcrm-lead-check-", work_dir) as tmp:
         try:
             spooled = spool(source, Path(tmp) / "source", mapping.limits)
         except FileRejected as exc:
