@@ -438,11 +438,13 @@ class SalesforceEmulator:
                     self._limit_header(),
                 )
         if limited:
-            return Response(
-                403,
-                [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
-                self._limit_header(),
+            # One code, two limits: the rolling 24-hour total, and calls in flight at once.
+            message = (
+                "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
+                if limited == "concurrent"
+                else "TotalRequests Limit exceeded."
             )
+            return Response(403, [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}], self._limit_header())
         try:
             response = self._route(method, version, rest, query, body)
         except SalesforceError as exc:
@@ -450,19 +452,20 @@ class SalesforceEmulator:
         response.headers.update(self._limit_header())
         return response
 
-    def _rate_limited(self) -> bool:
+    def _rate_limited(self) -> str:
+        """ "daily", "concurrent" or "" (not limited)."""
         faults = self.faults
         if self.api_usage > self.daily_limit:
-            return True
+            return "daily"
         if faults.rate_limit_after is None or self.api_calls <= faults.rate_limit_after:
-            return False
+            return ""
         if faults.rate_limit_calls is None:
-            return True
+            return "daily"
         if faults._rate_limited < faults.rate_limit_calls:
             faults._rate_limited += 1
-            return True
+            return "concurrent"  # a burst that passes
         faults.rate_limit_after = None  # the window passed
-        return False
+        return ""
 
     @staticmethod
     def _kind(rest: str) -> str:
