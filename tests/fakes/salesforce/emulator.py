@@ -174,6 +174,7 @@ class Faults:
     server_errors: int = 0  # the next N data calls answer 503
     server_error_status: int = 503
     dropped_connections: int = 0  # the next N data calls close the connection unanswered
+    dropped_answers: int = 0  # the next N data calls are applied, then the connection closes unanswered
     lock_share: float = 0.0  # share of records written that fail with UNABLE_TO_LOCK_ROW
     lock_max_per_record: int = 1  # how often one record may hit a lock error
     bulk_hold: bool = False  # bulk jobs stay InProgress (a job longer than the client waits)
@@ -491,6 +492,10 @@ class SalesforceEmulator:
         except SalesforceError as exc:
             response = Response(exc.status, exc.rest_body())
         response.headers.update(self._limit_header())
+        with self.lock:
+            if faults.dropped_answers > 0:
+                faults.dropped_answers -= 1
+                return Response(0, drop=True)
         return response
 
     def _rate_limited(self) -> str:
