@@ -120,19 +120,44 @@ class HotCrmSalesforceHook(BaseHook):
             )
         return token, instance_url
 
-    def _provider_login(self) -> tuple[str, str]:
-        """Log in through the Airflow Salesforce provider's hook (simple-salesforce)."""
+    def new_session(self):
+        """The ``requests`` session every Salesforce call of this hook goes through (logins
+        included): TLS verified with the extra's ``ca_bundle`` or the system's CAs."""
         import requests
-        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 
         session = requests.Session()
         session.verify = self.verify
         if self.extra.get("ca_bundle"):
             session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
+        return session
+
+    def _provider_login(self) -> tuple[str, str]:
+        """Log in through the Airflow Salesforce provider's hook (simple-salesforce)."""
+        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+        from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
         session_id = self.connection.password if self.auth_type == "session" else None
+        hook = SalesforceHook(
+            salesforce_conn_id=self.salesforce_conn_id, session_id=session_id, session=self.new_session()
+        )
         try:
-            sf = SalesforceHook(salesforce_conn_id=self.salesforce_conn_id, session_id=session_id, session=session).conn
-        except Exception as exc:  # simple-salesforce raises its own types; keep the secret-free part
+            sf = hook.conn
+        except SalesforceAuthenticationFailed as exc:
+            # Salesforce's own error code and description (OAuth error/error_description or the
+            # SOAP fault's exceptionCode/exceptionMessage): they carry no secret.
+            raise SalesforceLoginError(
+                f"connection {self.salesforce_conn_id!r}: Salesforce login ({self.auth_type}) failed: "
+                f"{exc.code}: {getattr(exc, 'auth_message', '')}; check the connection's credentials and its domain "
+                "(login, test or the org's My Domain)"
+            ) from None
+        except TypeError:  # simple-salesforce found no login method in the connection's fields
+            raise SalesforceLoginError(
+                f"connection {self.salesforce_conn_id!r}: no login method in its fields: auth_type 'password' needs "
+                "login, password and security_token in the extra (or consumer_key and consumer_secret); "
+                "'jwt_bearer' needs login, consumer_key and private_key; 'client_credentials' needs consumer_key, "
+                "consumer_secret and domain (the org's My Domain, e.g. 'acme.my')"
+            ) from None
+        except Exception as exc:  # anything else: its type only (a message could quote a secret)
             raise SalesforceLoginError(
                 f"connection {self.salesforce_conn_id!r}: Salesforce login ({self.auth_type}) failed: "
                 f"{type(exc).__name__}"
@@ -202,7 +227,7 @@ class HotCrmSalesforceHook(BaseHook):
         import requests
 
         try:
-            response = requests.post(token_url, data=form, verify=self.verify, timeout=60)
+            response = self.new_session().post(token_url, data=form, timeout=60)
         except requests.RequestException as exc:
             raise SalesforceLoginError(
                 f"connection {self.salesforce_conn_id!r}: cannot reach the token URL {token_url}: {type(exc).__name__}"
@@ -230,21 +255,25 @@ class HotCrmSalesforceHook(BaseHook):
         token, instance_url = self.login()
         options.setdefault("budget_share", float(self.extra.get("api_budget_share", 0.9)))
         relogin = None if self.auth_type == "session" else self.login
+        session = self.new_session()
         return SalesforceClient(
-            instance_url, token, api_version=self.api_version, verify=self.verify, login=relogin, **options
+            instance_url,
+            token,
+            api_version=self.api_version,
+            verify=session.verify,
+            login=relogin,
+            session=session,
+            **options,
         )
 
     def get_conn(self):
         """A simple-salesforce ``Salesforce`` on the same session (for ad-hoc SOQL and describes)."""
-        import requests
         from simple_salesforce import Salesforce
 
         token, instance_url = self.login()
-        session = requests.Session()
-        session.verify = self.verify
-        if self.extra.get("ca_bundle"):
-            session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
-        return Salesforce(session_id=token, instance_url=instance_url, version=self.api_version, session=session)
+        return Salesforce(
+            session_id=token, instance_url=instance_url, version=self.api_version, session=self.new_session()
+        )
 
 
 def run_salesforce_sync(params: dict[str, Any], run_id: str) -> dict[str, Any]:

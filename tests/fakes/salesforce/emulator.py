@@ -205,6 +205,10 @@ class SalesforceEmulator:
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_hex(16)
         self.jwt_public_key: str | None = None  # the connected app's certificate (make_jwt_key)
+        # Production org (users log in at login.salesforce.com, JWT aud login) or sandbox (test).
+        self.is_sandbox = False
+        self.my_domain = "hotcrm-dev.my.salesforce.com"  # this org's My Domain login host
+        self.clock_offset = 0.0  # seconds added to the emulator's clock (to expire a JWT)
         self.daily_limit = daily_limit
         self.max_upload_base64_bytes = 150_000_000  # "Upload Job Data": 150 MB once base64-encoded
         self.base_url = ""  # set by the server once it listens
@@ -287,8 +291,17 @@ class SalesforceEmulator:
         path = parsed.path.rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(parsed.query, keep_blank_values=True).items()}
         try:
+            host = (headers.get("host") or "").split(":")[0].lower()
+            self._request_host = host
+            wrong_host = host.endswith("salesforce.com") and not self._host_allowed(host)
             if path == "/services/oauth2/token" and method == "POST":
+                if wrong_host:  # e.g. a sandbox user at login.salesforce.com
+                    return self._oauth_error("invalid_grant", "authentication failure")
                 return self._token(body, headers)
+            if path.startswith("/services/Soap/u/") and method == "POST":
+                return self._soap_login(body, refuse=wrong_host)
+            if wrong_host:
+                return Response(404, [{"errorCode": "NOT_FOUND", "message": f"no such org at {host}"}])
             if path == "/services/oauth2/authorize" and method == "GET":
                 return self._authorize(query)
             if path == "/services/oauth2/userinfo" or path.startswith("/id/"):
@@ -300,6 +313,73 @@ class SalesforceEmulator:
         except SalesforceError as exc:
             return Response(exc.status, exc.rest_body())
 
+    # --- login hosts ---------------------------------------------------------------------------
+    # A request routed from a Salesforce host (tests/fakes/salesforce/routing.py) keeps that host
+    # in its Host header: login.salesforce.com serves production orgs, test.salesforce.com
+    # sandboxes, and the org's My Domain both (and is the only host for client credentials).
+
+    _request_host = ""
+
+    def _host_allowed(self, host: str) -> bool:
+        if host == "login.salesforce.com":
+            return not self.is_sandbox
+        if host == "test.salesforce.com":
+            return self.is_sandbox
+        return host == self.my_domain
+
+    @property
+    def instance_url(self) -> str:
+        """What a login answers as the instance: the My Domain when reached by a Salesforce host."""
+        return f"https://{self.my_domain}" if self._request_host.endswith("salesforce.com") else self.base_url
+
+    def _audiences(self) -> list[str]:
+        """The JWT ``aud`` values this org accepts (the login host of its kind, or its My Domain)."""
+        return [
+            "https://test.salesforce.com" if self.is_sandbox else "https://login.salesforce.com",
+            f"https://{self.my_domain}",
+            self.base_url,  # a token URL pointed at the emulator itself
+        ]
+
+    def _soap_login(self, body: bytes, *, refuse: bool = False) -> Response:
+        """SOAP API ``login()`` (what simple-salesforce does with a security token): the password
+        must have the user's security token appended (untrusted IP)."""
+        import re as _re
+        from html import unescape
+
+        with self.lock:
+            self.token_requests += 1
+        text = body.decode("utf-8", "replace")
+        user = _re.search(r"<n1:username>(.*?)</n1:username>", text, _re.S)
+        password = _re.search(r"<n1:password>(.*?)</n1:password>", text, _re.S)
+        if (
+            refuse
+            or not user
+            or not password
+            or unescape(user.group(1)) != self.username
+            or (unescape(password.group(1)) != self.password + self.security_token)
+        ):
+            fault = (
+                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
+                "<faultcode>sf:INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, "
+                "security token; or user locked out.</faultstring><detail><sf:LoginFault>"
+                "<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, "
+                "password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail>"
+                "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+            )
+            return Response(500, fault, content_type="text/xml")
+        token = self._make_token()["access_token"]
+        ok = (
+            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com">'
+            "<soapenv:Body><loginResponse><result>"
+            f"<serverUrl>{self.instance_url}/services/Soap/u/60.0/00D000000000001</serverUrl>"
+            f"<sessionId>{token}</sessionId><userId>005000000000001AAA</userId>"
+            "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
+        )
+        return Response(200, ok, content_type="text/xml")
+
     # --- OAuth 2.0 ------------------------------------------------------------------------------
 
     def _make_token(self, *, refresh: bool = False) -> dict[str, Any]:
@@ -309,7 +389,7 @@ class SalesforceEmulator:
             self.tokens[token] = {"issued_at": issued}
         out = {
             "access_token": token,
-            "instance_url": self.base_url,
+            "instance_url": self.instance_url,
             "id": f"{self.base_url}/id/00D000000000001AAA/005000000000001AAA",
             "token_type": "Bearer",
             "issued_at": issued,
@@ -347,6 +427,8 @@ class SalesforceEmulator:
                 return self._oauth_error("invalid_grant", "authentication failure")
             return Response(200, self._make_token())
         if grant == "client_credentials":
+            if self._request_host in ("login.salesforce.com", "test.salesforce.com"):
+                return self._oauth_error("invalid_grant", "request not supported on this domain")
             if client_id != self.client_id or client_secret != self.client_secret:
                 return self._oauth_error("invalid_client", "invalid client credentials")
             return Response(200, self._make_token())
@@ -373,9 +455,11 @@ class SalesforceEmulator:
                 assertion,
                 self.jwt_public_key,
                 algorithms=["RS256"],
-                audience=self.base_url,
-                options={"require": ["iss", "sub", "aud", "exp"]},
+                audience=self._audiences(),
+                options={"require": ["iss", "sub", "aud", "exp"], "verify_exp": False},
             )
+            if float(claims["exp"]) < time.time() + self.clock_offset:
+                raise jwt.ExpiredSignatureError
         except jwt.ExpiredSignatureError:
             return self._oauth_error("invalid_grant", "expired authorization code")
         except jwt.InvalidAudienceError:
