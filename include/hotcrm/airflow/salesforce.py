@@ -28,12 +28,13 @@ import os
 import time
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, BaseOperator
 
 log = logging.getLogger(__name__)
 
 AUTH_TYPES = ("password", "client_credentials", "jwt_bearer", "session", "refresh_token")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+MAX_DEFERRALS = 4
 
 
 class SalesforceLoginError(RuntimeError):
@@ -276,12 +277,25 @@ class HotCrmSalesforceHook(BaseHook):
         )
 
 
-def run_salesforce_sync(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The ``sync`` task of ``salesforce_sync``: DAG params → :class:`SyncOptions`, the
-    ``hotcrm_db`` and ``salesforce_default`` connections → :func:`run_sync`; returns its summary."""
-    from hotcrm.airflow.hooks import HotCrmDatabaseHook
-    from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, SyncOptions, run_sync
+def run_salesforce_sync(
+    params: dict[str, Any],
+    run_id: str,
+    *,
+    bulk_wait_seconds: float | None = None,
+    salesforce_conn_id: str = HotCrmSalesforceHook.default_conn_name,
+) -> dict[str, Any]:
+    """One sync: DAG params → :class:`SyncOptions`, the ``hotcrm_db`` and ``salesforce_default``
+    connections → :func:`run_sync`; returns its summary.
 
+    Settings: ``HOTCRM_SALESFORCE_BULK_THRESHOLD`` (records from which ``auto`` uses Bulk API
+    2.0), ``HOTCRM_SALESFORCE_BULK_MAX_BYTES`` (CSV bytes per job, default 100 MB),
+    ``HOTCRM_SALESFORCE_BULK_WAIT_SECONDS`` (how long the task waits for its jobs)."""
+    from hotcrm.airflow.hooks import HotCrmDatabaseHook
+    from hotcrm.salesforce.client import DEFAULT_BULK_MAX_BYTES
+    from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, DEFAULT_BULK_WAIT_SECONDS, SyncOptions, run_sync
+
+    if bulk_wait_seconds is None:
+        bulk_wait_seconds = float(os.environ.get("HOTCRM_SALESFORCE_BULK_WAIT_SECONDS", DEFAULT_BULK_WAIT_SECONDS))
     options = SyncOptions(
         objects=tuple(params.get("objects") or ("Account", "Contact")),
         dry_run=bool(params.get("dry_run")),
@@ -289,14 +303,101 @@ def run_salesforce_sync(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         limit=params.get("limit"),
         transport=params.get("transport") or "auto",
         bulk_threshold=int(os.environ.get("HOTCRM_SALESFORCE_BULK_THRESHOLD", DEFAULT_BULK_THRESHOLD)),
+        bulk_max_bytes=int(os.environ.get("HOTCRM_SALESFORCE_BULK_MAX_BYTES", DEFAULT_BULK_MAX_BYTES)),
+        bulk_wait_seconds=bulk_wait_seconds,
         run_id=run_id,
     )
-    client = None if options.dry_run else HotCrmSalesforceHook().get_client()
+    client = None if options.dry_run else HotCrmSalesforceHook(salesforce_conn_id).get_client()
     summary = run_sync(HotCrmDatabaseHook().get_database_url(), client, options)
     (log.warning if summary["outcome"] == "partial" else log.info)(
         "Salesforce sync %s: %s", summary["outcome"], summary["message"]
     )
     return summary
+
+
+class HotCrmSalesforceSyncOperator(BaseOperator):
+    """Upsert changed HotCRM Accounts and Contacts into Salesforce (the DAG's params choose
+    objects, dry run, full, limit, transport); returns the run's summary.
+
+    Bulk API 2.0 jobs still running after ``wait_before_defer`` seconds are not abandoned: with
+    ``deferrable`` (the default) the task defers to :class:`~hotcrm.airflow.triggers.SalesforceBulkJobTrigger`,
+    which polls them from the triggerer without holding a worker slot, then resumes, collects
+    their results and sends what waited for them (e.g. the Contacts of those Accounts). Without
+    it, or if the jobs outlive the trigger's ``defer_timeout``, the next run collects them.
+    """
+
+    template_fields = ("salesforce_conn_id",)
+    ui_color = "#00a1e0"
+
+    def __init__(
+        self,
+        *,
+        salesforce_conn_id: str = HotCrmSalesforceHook.default_conn_name,
+        deferrable: bool = True,
+        wait_before_defer: float | None = None,
+        poll_interval: float | None = None,
+        defer_timeout: float = 6 * 3600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.salesforce_conn_id = salesforce_conn_id
+        self.deferrable = deferrable
+        self.wait_before_defer = wait_before_defer
+        self.poll_interval = poll_interval
+        self.defer_timeout = defer_timeout
+
+    def _wait(self) -> float | None:
+        if self.wait_before_defer is not None:
+            return self.wait_before_defer
+        if self.deferrable:  # a short wait in the worker, the rest in the triggerer
+            return float(os.environ.get("HOTCRM_SALESFORCE_BULK_WAIT_BEFORE_DEFER_SECONDS", 120))
+        return None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        summary = run_salesforce_sync(
+            context["params"],
+            context["run_id"],
+            bulk_wait_seconds=self._wait(),
+            salesforce_conn_id=self.salesforce_conn_id,
+        )
+        return self._defer_or_return(summary, deferrals=0)
+
+    def _defer_or_return(self, summary: dict[str, Any], deferrals: int) -> dict[str, Any]:
+        pending = [job for s in summary["objects"].values() for job in s.get("pending_jobs", [])]
+        # One wait per object at most (Accounts, then their Contacts); then the next run collects.
+        if pending and self.deferrable and deferrals < MAX_DEFERRALS:
+            from hotcrm.airflow.triggers import SalesforceBulkJobTrigger
+
+            self.log.info("Waiting in the triggerer for bulk job(s) %s", ", ".join(pending))
+            poll = self.poll_interval or float(os.environ.get("HOTCRM_SALESFORCE_BULK_POLL_SECONDS", 30))
+            self.defer(
+                trigger=SalesforceBulkJobTrigger(
+                    job_ids=pending,
+                    salesforce_conn_id=self.salesforce_conn_id,
+                    poll_interval=poll,
+                    timeout=self.defer_timeout,
+                ),
+                method_name="execute_complete",
+                kwargs={"first": summary, "deferrals": deferrals + 1},
+            )
+        return summary
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any], first: dict[str, Any], deferrals: int = 1
+    ) -> dict[str, Any]:
+        """Back from the trigger: collect the jobs' results, send what waited; one summary for both."""
+        from hotcrm.salesforce.sync import merge_summaries
+
+        self.log.info(
+            "Bulk job wait ended (%s): %s %s", event.get("status"), event.get("states"), event.get("message", "")
+        )
+        second = run_salesforce_sync(
+            context["params"],
+            context["run_id"],
+            bulk_wait_seconds=self._wait(),
+            salesforce_conn_id=self.salesforce_conn_id,
+        )
+        return self._defer_or_return(merge_summaries(first, second), deferrals)
 
 
 def fail_if_partial(summary: dict[str, Any]) -> str:

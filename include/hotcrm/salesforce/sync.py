@@ -499,9 +499,7 @@ def _collect_pending(run: _Run) -> list[str]:
     with session_scope(run.database_url) as session:
         pending = list(
             session.execute(
-                select(m.BulkJob.job_id).where(
-                    m.BulkJob.object == run.name, m.BulkJob.status == m.JOB_PENDING, m.BulkJob.run_id != run.run_id
-                )
+                select(m.BulkJob.job_id).where(m.BulkJob.object == run.name, m.BulkJob.status == m.JOB_PENDING)
             ).scalars()
         )
     if not pending:
@@ -721,6 +719,36 @@ def _finish(
                 event_id=event_id,
             )
     return result
+
+
+def merge_summaries(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One summary for a run that waited for its bulk jobs and resumed: what Salesforce answered
+    in either part is added up; what is still skipped or pending, and the outcome, are the
+    second part's."""
+    summed = ("created", "updated", "created_or_updated", "failed", "api_calls")
+    merged = dict(second)
+    merged["objects"] = {}
+    for name in dict.fromkeys([*first["objects"], *second["objects"]]):
+        a, b = first["objects"].get(name, {}), second["objects"].get(name, {})
+        obj = dict(b or a)
+        for key in summed:
+            obj[key] = a.get(key, 0) + b.get(key, 0)
+        obj["selected"] = a.get("selected", 0) + b.get("selected", 0)
+        obj["unchanged"] = a.get("unchanged", b.get("unchanged", 0))
+        obj["jobs"] = [*a.get("jobs", []), *b.get("jobs", [])]
+        obj["errors"] = {
+            k: a.get("errors", {}).get(k, 0) + b.get("errors", {}).get(k, 0)
+            for k in {*a.get("errors", {}), *b.get("errors", {})}
+        }
+        merged["objects"][name] = obj
+    merged["totals"] = {
+        key: sum(o.get(key, 0) for o in merged["objects"].values())
+        for key in (*summed, "selected", "unchanged", "skipped", "pending")
+    }
+    merged["retries"] = first.get("retries", 0) + second.get("retries", 0)
+    merged["relogins"] = first.get("relogins", 0) + second.get("relogins", 0)
+    merged["message"] = f"{second['message']} (resumed after its bulk jobs ended; before the wait: {first['message']})"
+    return merged
 
 
 def sync_history(database_url: str, limit: int = 20) -> list[dict[str, Any]]:
