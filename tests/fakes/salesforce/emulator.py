@@ -180,6 +180,7 @@ class Faults:
     bulk_hold: bool = False  # bulk jobs stay InProgress (a job longer than the client waits)
     bulk_rows_per_poll: int | None = None  # rows a bulk job processes per status poll (None: all)
     bulk_fail_after: int | None = None  # a bulk job ends Failed after processing this many rows
+    bulk_background: bool = False  # process jobs in a thread after UploadComplete (as an org does), not on polls
     _rate_limited: int = 0
     _locks: Counter = field(default_factory=Counter)
 
@@ -1223,7 +1224,10 @@ class SalesforceEmulator:
                     raise SalesforceError(409, "INVALIDJOBSTATE", "Job is not open")
                 info["state"] = "UploadComplete"
                 self._parse_job(job)
-                return Response(200, dict(info))
+                answer = dict(info)
+                if self.faults.bulk_background and info["state"] == "UploadComplete":
+                    threading.Thread(target=self._work_job, args=(job,), daemon=True).start()
+                return Response(200, answer)
             if state == "Aborted":
                 if info["state"] in ("JobComplete", "Failed", "Aborted"):
                     raise SalesforceError(409, "INVALIDJOBSTATE", f"Job is already {info['state']}")
@@ -1287,16 +1291,23 @@ class SalesforceEmulator:
         job["rows"] = rows[1:]
         job["data"] = bytearray()  # parsed: the raw upload is not needed any more
 
-    def _advance_job(self, job: dict[str, Any]) -> None:
+    def _work_job(self, job: dict[str, Any]) -> None:
+        """Process a job in the background, a chunk at a time (polls are answered in between)."""
+        while job["info"]["state"] in ("UploadComplete", "InProgress"):
+            with self.lock:
+                self._advance_job(job, chunk=10_000)
+
+    def _advance_job(self, job: dict[str, Any], chunk: int | None = None) -> None:
         """One poll's worth of processing (``faults.bulk_rows_per_poll``, all by default)."""
         info, faults = job["info"], self.faults
         if faults.bulk_hold:
             info["state"] = "InProgress"
             return
+        if faults.bulk_background and chunk is None:
+            return  # a poll only looks; the worker thread processes
         rows = job["rows"]
-        end = (
-            len(rows) if faults.bulk_rows_per_poll is None else min(len(rows), job["next"] + faults.bulk_rows_per_poll)
-        )
+        step = chunk or faults.bulk_rows_per_poll
+        end = len(rows) if step is None else min(len(rows), job["next"] + step)
         sobject, ext_field, header = info["object"], info["externalIdFieldName"], job["header"]
         key = self._ext_key
         seen = (
