@@ -9,6 +9,12 @@ Phases, on the same data (Accounts only, SQLite CRM database in a temp folder):
      integration guide did), on ``--naive-sample`` records and scaled linearly to all of
      them (say ``--naive-sample 10000`` to run it whole: about 10 minutes at 50 ms).
 It prints API calls, records sent, wall time and the ratios against the naive way.
+
+    .venv/bin/python benchmarks/salesforce_sync.py --first-sync 600000
+
+A first sync of that many Accounts through Bulk API 2.0 with the default upload limit (100 MB
+of CSV per job): the emulator runs in its own process, the sync in another, so the peak RSS
+printed is the sync's own. Prints calls, jobs, upload sizes, wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -27,34 +33,123 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT)]
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 
-def make_accounts(database_url: str, n: int) -> list[str]:
-    """Insert ``n`` Accounts with every mapped field filled; returns their Ids."""
+def make_accounts(database_url: str, n: int, wide: bool = False) -> list[str]:
+    """Insert ``n`` Accounts with every mapped field filled; returns their Ids. ``wide``: longer
+    names and websites (~185 bytes of CSV a record, the size the issue measured on real data)."""
     from sqlalchemy import insert
 
     from hotcrm.crm.db import session_scope
     from hotcrm.crm.models import Account, new_id, utcnow
 
     now = utcnow()
-    rows = [
-        {
-            "id": new_id(),
-            "name": f"Account {i:05d}",
-            "industry": ("Retail", "Energy", "Banking", "Media")[i % 4],
-            "annual_revenue": 1000 * i,
-            "phone": f"+1512555{i:04d}",
-            "website": f"https://a{i}.example",
-            "billing_city": "Austin",
-            "billing_state": "TX",
-            "billing_country": "US",
-            "created_date": now,
-            "last_modified_date": now,
-        }
-        for i in range(n)
-    ]
+    ids = []
     with session_scope(database_url) as session:
         for start in range(0, n, 2000):
-            session.execute(insert(Account), rows[start : start + 2000])
-    return [r["id"] for r in rows]
+            rows = [
+                {
+                    "id": new_id(),
+                    "name": f"Account {i:05d}" + (" Holdings International Trading Company Ltd" if wide else ""),
+                    "industry": ("Retail", "Energy", "Banking", "Media")[i % 4],
+                    "annual_revenue": 1000 * i,
+                    "phone": f"+1512555{i:04d}",
+                    "website": f"https://a{i}.example" + ("/about-us/our-company/contact" if wide else ""),
+                    "billing_city": "Austin",
+                    "billing_state": "TX",
+                    "billing_country": "US",
+                    "created_date": now,
+                    "last_modified_date": now,
+                }
+                for i in range(start, min(n, start + 2000))
+            ]
+            session.execute(insert(Account), rows)
+            ids.extend(r["id"] for r in rows)
+    return ids
+
+
+EMULATOR_PROCESS = """
+import sys, threading
+sys.path[:0] = [{include!r}, {root!r}]
+from tests.fakes.salesforce.server import start_emulator
+emulator = start_emulator(daily_limit=10_000_000)
+emulator.faults.bulk_background = True  # jobs processed while the client polls, as an org does
+print(emulator.base_url, emulator.ca_path, emulator.issue_token(), flush=True)
+sys.stdin.read()  # serve until the parent closes our stdin
+emulator.stop()
+"""
+
+SYNC_PROCESS = """
+import json, resource, sys, time
+sys.path[:0] = [{include!r}, {root!r}]
+from hotcrm.salesforce.client import SalesforceClient
+from hotcrm.salesforce.sync import SyncOptions, run_sync
+base_url, ca_path, token = sys.argv[1:4]
+client = SalesforceClient(base_url, token, verify=ca_path, poll_interval=0.5)
+started = time.perf_counter()
+result = run_sync({db!r}, client, SyncOptions(objects=("Account",), run_id="first-sync", transport="bulk"))
+wall = time.perf_counter() - started
+calls = client.api_calls  # the sync's own, before the check below
+count = client.request("GET", "/query", params={{"q": "SELECT COUNT() FROM Account"}}).json()["totalSize"]
+print(json.dumps({{"result": result, "wall": wall, "calls": calls,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "org_count": count}}))
+"""
+
+
+def first_sync(n: int, wide: bool = False) -> int:
+    """A first sync of ``n`` Accounts through Bulk API 2.0, sync and emulator in their own processes."""
+    import json
+    import subprocess
+
+    from sqlalchemy import select
+
+    from hotcrm.crm import migrate
+    from hotcrm.crm.db import dispose_engine, session_scope
+    from hotcrm.salesforce.models import BulkJob
+
+    work = Path(tempfile.mkdtemp(prefix="sf-bench-big-"))
+    db = f"sqlite:///{work / 'big.db'}"
+    paths = {"include": str(ROOT / "include"), "root": str(ROOT)}
+    try:
+        migrate.upgrade(db)
+        started = time.perf_counter()
+        make_accounts(db, n, wide=wide)
+        dispose_engine(db)
+        print(f"{n} Accounts written in {time.perf_counter() - started:.1f}s", flush=True)
+        emulator = subprocess.Popen(
+            [sys.executable, "-c", EMULATOR_PROCESS.format(**paths)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            base_url, ca_path, token = emulator.stdout.readline().split()
+            done = subprocess.run(
+                [sys.executable, "-c", SYNC_PROCESS.format(db=db, **paths), base_url, ca_path, token],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        finally:
+            emulator.stdin.close()
+            emulator.wait(timeout=60)
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        with session_scope(db) as session:
+            jobs = [(j.records, j.upload_bytes) for j in session.execute(select(BulkJob)).scalars()]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    account = out["result"]["objects"]["Account"]
+    print(f"\nSalesforce sync: first sync of {n} Accounts through Bulk API 2.0 (default 100 MB per upload)\n")
+    print(
+        f"outcome {out['result']['outcome']}: created {account['created']}, failed {account['failed']}, "
+        f"pending {account['pending']}; the org holds {out['org_count']} Accounts"
+    )
+    print(
+        f"API calls {out['calls']}, jobs {len(jobs)}: " + ", ".join(f"{r} records / {b / 1e6:.1f} MB" for r, b in jobs)
+    )
+    print(
+        f"wall {out['wall']:.1f}s, {n / out['wall']:.0f} records/s; peak RSS of the sync process "
+        f"{out['peak_rss_mb']:.0f} MB"
+    )
+    return 0
 
 
 def change(database_url: str, ids: list[str]) -> None:
@@ -131,8 +226,12 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every API call")
     parser.add_argument("--naive-sample", type=int, default=1000, help="records the naive way really sends")
+    parser.add_argument("--first-sync", type=int, default=0, help="run only the big first sync, of this many")
+    parser.add_argument("--wide", action="store_true", help="first sync: ~185 bytes of CSV per Account")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.first_sync:
+        return first_sync(args.first_sync, wide=args.wide)
 
     from hotcrm.crm import migrate
     from tests.fakes.salesforce.server import start_emulator

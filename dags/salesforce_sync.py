@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
+
+from hotcrm.airflow.salesforce import HotCrmSalesforceSyncOperator
 
 DAG_ID = "salesforce_sync"
 
@@ -16,7 +18,10 @@ Every night, Accounts and then Contacts whose mapped fields changed since Salesf
 acknowledged them (or that never synced, or failed last time) are **upserted** into Salesforce
 on the external-id field `HotCRM_Id__c` (see `include/config/salesforce_mapping.json`): a
 re-run never creates duplicates. Fewer records than the bulk threshold go through sObject
-Collections (200 a call), more through a Bulk API 2.0 ingest job.
+Collections (200 a call), more through Bulk API 2.0 ingest jobs (one per column set, each
+upload at most 100 MB of CSV). A job still running after a short wait is waited for by the
+triggerer (the task defers, holding no worker slot) and its results collected when it ends;
+if it outlives that too, its id stays in `salesforce_bulk_jobs` and the next run collects it.
 
 Each record's result is written back with its bookkeeping in one transaction: `SalesforceId`
 and `LastSyncDate` on success, Salesforce's error code and message on failure (table
@@ -60,13 +65,9 @@ SCHEDULE = CronTriggerTimetable(
     },
 )
 def salesforce_sync():
-    @task(execution_timeout=timedelta(hours=3))
-    def sync() -> dict:
-        """Select changed records, upsert them, write results back; returns the run's summary."""
-        from hotcrm.airflow.salesforce import run_salesforce_sync
-
-        context = get_current_context()
-        return run_salesforce_sync(context["params"], context["run_id"])
+    # Select changed records, upsert them, write results back; returns the run's summary. A
+    # Bulk API 2.0 job still running after a short wait is waited for in the triggerer.
+    sync = HotCrmSalesforceSyncOperator(task_id="sync", execution_timeout=timedelta(hours=3))
 
     @task
     def outcome(summary: dict) -> str:
@@ -75,7 +76,7 @@ def salesforce_sync():
 
         return fail_if_partial(summary)
 
-    outcome(sync())
+    outcome(sync.output)
 
 
 salesforce_sync()

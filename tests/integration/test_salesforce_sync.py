@@ -255,7 +255,8 @@ def test_retries_give_up_and_the_run_ends_partial(seeded, salesforce_emulator):
     assert result["totals"]["skipped"] == N_ACCOUNTS + N_CONTACTS
     assert states(db_url) == []
     sf.faults.server_errors = 0
-    assert sync(db_url, sf, "night-2")["totals"]["created"] == N_ACCOUNTS + N_CONTACTS
+    second = sync(db_url, sf, "night-2")
+    assert second["totals"]["created"] == N_ACCOUNTS + N_CONTACTS, second
 
 
 def test_dry_run_sends_nothing_and_reports(seeded, salesforce_emulator):

@@ -166,3 +166,50 @@ def test_collection_results_are_parsed():
         }
     )
     assert bad.error_code == "REQUIRED_FIELD_MISSING" and bad.error_message.endswith("(fields: Name)")
+
+
+def test_blank_text_maps_to_null(mapping):
+    payload = to_payload(mapping, mapping.objects["Account"], {"Id": "a1", "Name": "A", "BillingCity": ""})
+    assert payload["BillingCity"] is None
+
+
+def test_bulk_rows_null_relationship_and_literal_na():
+    from hotcrm.salesforce.client import LiteralNullMarker, bulk_row
+
+    columns, cells = bulk_row({"HotCRM_Id__c": "c1", "LastName": "Li", "Account": {"HotCRM_Id__c": "a1"}})
+    assert columns == ("HotCRM_Id__c", "LastName", "Account.HotCRM_Id__c") and cells == ["c1", "Li", "a1"]
+    columns, cells = bulk_row({"HotCRM_Id__c": "c2", "Phone": None, "AccountId": None, "Active": True})
+    assert cells == ["c2", "#N/A", "#N/A", "true"]
+    with pytest.raises(LiteralNullMarker, match="BillingCity holds the text '#N/A'"):
+        bulk_row({"HotCRM_Id__c": "a1", "BillingCity": "#N/A"})
+
+
+def test_bulk_writer_splits_by_column_set_and_size():
+    from hotcrm.salesforce.client import BulkCsvWriter
+
+    writer = BulkCsvWriter(max_bytes=120)
+    full = [
+        writer.add({"HotCRM_Id__c": f"c{i}", "LastName": 'Li, "Jr"', "Account": {"HotCRM_Id__c": "a1"}})
+        for i in range(6)
+    ]
+    writer.add({"HotCRM_Id__c": "c9", "LastName": "Alone", "AccountId": None})
+    parts = [p for p in full if p] + writer.flush()
+    assert all(len(p.data) <= 120 for p in parts) and sum(p.records for p in parts) == 7
+    assert {p.columns for p in parts} == {
+        ("HotCRM_Id__c", "LastName", "Account.HotCRM_Id__c"),
+        ("HotCRM_Id__c", "LastName", "AccountId"),
+    }
+    first = bytes(parts[0].data).decode()
+    assert first.startswith('HotCRM_Id__c,LastName,Account.HotCRM_Id__c\nc0,"Li, ""Jr""",a1\n')
+    with pytest.raises(ValueError, match="at most 150000000"):
+        BulkCsvWriter(max_bytes=200_000_000)
+
+
+def test_bulk_error_text_is_split_into_code_and_message():
+    from hotcrm.salesforce.client import parse_bulk_error
+
+    assert parse_bulk_error("REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --") == (
+        "REQUIRED_FIELD_MISSING",
+        "Required fields are missing: [Name]:Name",
+    )
+    assert parse_bulk_error("") == ("UNKNOWN_EXCEPTION", "")

@@ -28,7 +28,7 @@ import os
 import time
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, BaseOperator
 
 from hotcrm.settings import secret
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 AUTH_TYPES = ("password", "client_credentials", "jwt_bearer", "session", "refresh_token")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+MAX_DEFERRALS = 4
 
 
 class SalesforceLoginError(RuntimeError):
@@ -122,19 +123,44 @@ class HotCrmSalesforceHook(BaseHook):
             )
         return token, instance_url
 
-    def _provider_login(self) -> tuple[str, str]:
-        """Log in through the Airflow Salesforce provider's hook (simple-salesforce)."""
+    def new_session(self):
+        """The ``requests`` session every Salesforce call of this hook goes through (logins
+        included): TLS verified with the extra's ``ca_bundle`` or the system's CAs."""
         import requests
-        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 
         session = requests.Session()
         session.verify = self.verify
         if self.extra.get("ca_bundle"):
             session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
+        return session
+
+    def _provider_login(self) -> tuple[str, str]:
+        """Log in through the Airflow Salesforce provider's hook (simple-salesforce)."""
+        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+        from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
         session_id = self.connection.password if self.auth_type == "session" else None
+        hook = SalesforceHook(
+            salesforce_conn_id=self.salesforce_conn_id, session_id=session_id, session=self.new_session()
+        )
         try:
-            sf = SalesforceHook(salesforce_conn_id=self.salesforce_conn_id, session_id=session_id, session=session).conn
-        except Exception as exc:  # simple-salesforce raises its own types; keep the secret-free part
+            sf = hook.conn
+        except SalesforceAuthenticationFailed as exc:
+            # Salesforce's own error code and description (OAuth error/error_description or the
+            # SOAP fault's exceptionCode/exceptionMessage): they carry no secret.
+            raise SalesforceLoginError(
+                f"connection {self.salesforce_conn_id!r}: Salesforce login ({self.auth_type}) failed: "
+                f"{exc.code}: {getattr(exc, 'auth_message', '')}; check the connection's credentials and its domain "
+                "(login, test or the org's My Domain)"
+            ) from None
+        except TypeError:  # simple-salesforce found no login method in the connection's fields
+            raise SalesforceLoginError(
+                f"connection {self.salesforce_conn_id!r}: no login method in its fields: auth_type 'password' needs "
+                "login, password and security_token in the extra (or consumer_key and consumer_secret); "
+                "'jwt_bearer' needs login, consumer_key and private_key; 'client_credentials' needs consumer_key, "
+                "consumer_secret and domain (the org's My Domain, e.g. 'acme.my')"
+            ) from None
+        except Exception as exc:  # anything else: its type only (a message could quote a secret)
             raise SalesforceLoginError(
                 f"connection {self.salesforce_conn_id!r}: Salesforce login ({self.auth_type}) failed: "
                 f"{type(exc).__name__}"
@@ -204,7 +230,7 @@ class HotCrmSalesforceHook(BaseHook):
         import requests
 
         try:
-            response = requests.post(token_url, data=form, verify=self.verify, timeout=60)
+            response = self.new_session().post(token_url, data=form, timeout=60)
         except requests.RequestException as exc:
             raise SalesforceLoginError(
                 f"connection {self.salesforce_conn_id!r}: cannot reach the token URL {token_url}: {type(exc).__name__}"
@@ -232,29 +258,46 @@ class HotCrmSalesforceHook(BaseHook):
         token, instance_url = self.login()
         options.setdefault("budget_share", float(self.extra.get("api_budget_share", 0.9)))
         relogin = None if self.auth_type == "session" else self.login
+        session = self.new_session()
         return SalesforceClient(
-            instance_url, token, api_version=self.api_version, verify=self.verify, login=relogin, **options
+            instance_url,
+            token,
+            api_version=self.api_version,
+            verify=session.verify,
+            login=relogin,
+            session=session,
+            **options,
         )
 
     def get_conn(self):
         """A simple-salesforce ``Salesforce`` on the same session (for ad-hoc SOQL and describes)."""
-        import requests
         from simple_salesforce import Salesforce
 
         token, instance_url = self.login()
-        session = requests.Session()
-        session.verify = self.verify
-        if self.extra.get("ca_bundle"):
-            session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
-        return Salesforce(session_id=token, instance_url=instance_url, version=self.api_version, session=session)
+        return Salesforce(
+            session_id=token, instance_url=instance_url, version=self.api_version, session=self.new_session()
+        )
 
 
-def run_salesforce_sync(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The ``sync`` task of ``salesforce_sync``: DAG params → :class:`SyncOptions`, the
-    ``hotcrm_db`` and ``salesforce_default`` connections → :func:`run_sync`; returns its summary."""
+def run_salesforce_sync(
+    params: dict[str, Any],
+    run_id: str,
+    *,
+    bulk_wait_seconds: float | None = None,
+    salesforce_conn_id: str = HotCrmSalesforceHook.default_conn_name,
+) -> dict[str, Any]:
+    """One sync: DAG params → :class:`SyncOptions`, the ``hotcrm_db`` and ``salesforce_default``
+    connections → :func:`run_sync`; returns its summary.
+
+    Settings: ``HOTCRM_SALESFORCE_BULK_THRESHOLD`` (records from which ``auto`` uses Bulk API
+    2.0), ``HOTCRM_SALESFORCE_BULK_MAX_BYTES`` (CSV bytes per job, default 100 MB),
+    ``HOTCRM_SALESFORCE_BULK_WAIT_SECONDS`` (how long the task waits for its jobs)."""
     from hotcrm.airflow.hooks import HotCrmDatabaseHook
-    from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, SyncOptions, run_sync
+    from hotcrm.salesforce.client import DEFAULT_BULK_MAX_BYTES
+    from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, DEFAULT_BULK_WAIT_SECONDS, SyncOptions, run_sync
 
+    if bulk_wait_seconds is None:
+        bulk_wait_seconds = float(os.environ.get("HOTCRM_SALESFORCE_BULK_WAIT_SECONDS", DEFAULT_BULK_WAIT_SECONDS))
     options = SyncOptions(
         objects=tuple(params.get("objects") or ("Account", "Contact")),
         dry_run=bool(params.get("dry_run")),
@@ -262,14 +305,101 @@ def run_salesforce_sync(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         limit=params.get("limit"),
         transport=params.get("transport") or "auto",
         bulk_threshold=int(os.environ.get("HOTCRM_SALESFORCE_BULK_THRESHOLD", DEFAULT_BULK_THRESHOLD)),
+        bulk_max_bytes=int(os.environ.get("HOTCRM_SALESFORCE_BULK_MAX_BYTES", DEFAULT_BULK_MAX_BYTES)),
+        bulk_wait_seconds=bulk_wait_seconds,
         run_id=run_id,
     )
-    client = None if options.dry_run else HotCrmSalesforceHook().get_client()
+    client = None if options.dry_run else HotCrmSalesforceHook(salesforce_conn_id).get_client()
     summary = run_sync(HotCrmDatabaseHook().get_database_url(), client, options)
     (log.warning if summary["outcome"] == "partial" else log.info)(
         "Salesforce sync %s: %s", summary["outcome"], summary["message"]
     )
     return summary
+
+
+class HotCrmSalesforceSyncOperator(BaseOperator):
+    """Upsert changed HotCRM Accounts and Contacts into Salesforce (the DAG's params choose
+    objects, dry run, full, limit, transport); returns the run's summary.
+
+    Bulk API 2.0 jobs still running after ``wait_before_defer`` seconds are not abandoned: with
+    ``deferrable`` (the default) the task defers to :class:`~hotcrm.airflow.triggers.SalesforceBulkJobTrigger`,
+    which polls them from the triggerer without holding a worker slot, then resumes, collects
+    their results and sends what waited for them (e.g. the Contacts of those Accounts). Without
+    it, or if the jobs outlive the trigger's ``defer_timeout``, the next run collects them.
+    """
+
+    template_fields = ("salesforce_conn_id",)
+    ui_color = "#00a1e0"
+
+    def __init__(
+        self,
+        *,
+        salesforce_conn_id: str = HotCrmSalesforceHook.default_conn_name,
+        deferrable: bool = True,
+        wait_before_defer: float | None = None,
+        poll_interval: float | None = None,
+        defer_timeout: float = 6 * 3600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.salesforce_conn_id = salesforce_conn_id
+        self.deferrable = deferrable
+        self.wait_before_defer = wait_before_defer
+        self.poll_interval = poll_interval
+        self.defer_timeout = defer_timeout
+
+    def _wait(self) -> float | None:
+        if self.wait_before_defer is not None:
+            return self.wait_before_defer
+        if self.deferrable:  # a short wait in the worker, the rest in the triggerer
+            return float(os.environ.get("HOTCRM_SALESFORCE_BULK_WAIT_BEFORE_DEFER_SECONDS", 120))
+        return None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        summary = run_salesforce_sync(
+            context["params"],
+            context["run_id"],
+            bulk_wait_seconds=self._wait(),
+            salesforce_conn_id=self.salesforce_conn_id,
+        )
+        return self._defer_or_return(summary, deferrals=0)
+
+    def _defer_or_return(self, summary: dict[str, Any], deferrals: int) -> dict[str, Any]:
+        pending = [job for s in summary["objects"].values() for job in s.get("pending_jobs", [])]
+        # One wait per object at most (Accounts, then their Contacts); then the next run collects.
+        if pending and self.deferrable and deferrals < MAX_DEFERRALS:
+            from hotcrm.airflow.triggers import SalesforceBulkJobTrigger
+
+            self.log.info("Waiting in the triggerer for bulk job(s) %s", ", ".join(pending))
+            poll = self.poll_interval or float(os.environ.get("HOTCRM_SALESFORCE_BULK_POLL_SECONDS", 30))
+            self.defer(
+                trigger=SalesforceBulkJobTrigger(
+                    job_ids=pending,
+                    salesforce_conn_id=self.salesforce_conn_id,
+                    poll_interval=poll,
+                    timeout=self.defer_timeout,
+                ),
+                method_name="execute_complete",
+                kwargs={"first": summary, "deferrals": deferrals + 1},
+            )
+        return summary
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any], first: dict[str, Any], deferrals: int = 1
+    ) -> dict[str, Any]:
+        """Back from the trigger: collect the jobs' results, send what waited; one summary for both."""
+        from hotcrm.salesforce.sync import merge_summaries
+
+        self.log.info(
+            "Bulk job wait ended (%s): %s %s", event.get("status"), event.get("states"), event.get("message", "")
+        )
+        second = run_salesforce_sync(
+            context["params"],
+            context["run_id"],
+            bulk_wait_seconds=self._wait(),
+            salesforce_conn_id=self.salesforce_conn_id,
+        )
+        return self._defer_or_return(merge_summaries(first, second), deferrals)
 
 
 def fail_if_partial(summary: dict[str, Any]) -> str:

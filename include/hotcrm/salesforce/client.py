@@ -1,7 +1,10 @@
 """A Salesforce REST client with what simple-salesforce lacks: retries with exponential
-backoff and jitter on rate limits, lock errors, 5xx and connection errors; a re-login on
-expired sessions; an API budget read from ``Sforce-Limit-Info``; sObject Collections
-upserts with per-record results; Bulk API 2.0 ingest jobs.
+backoff and jitter on lock errors, 5xx, concurrent-request limits and connection errors (but
+not on the org's daily limit, which no retry within a run clears); a re-login on expired
+sessions; an API budget read from ``Sforce-Limit-Info``; sObject Collections upserts with
+per-record results that say when "created or updated" cannot be known; Bulk API 2.0 ingest
+jobs driven step by step, with CSV written to the Bulk API 2.0 CSV rules and split under the
+upload limit.
 
 It takes plain settings (instance URL, access token, a login callable) and imports no
 Airflow; :mod:`hotcrm.airflow.salesforce` builds it from the ``salesforce_default``
@@ -10,13 +13,13 @@ connection. The access token is never put into a log line or an error message.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +29,18 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_VERSION = "60.0"
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records a call
-RETRYABLE_CODES = {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
+RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
 RETRYABLE_RECORD_CODES = {"UNABLE_TO_LOCK_ROW"}
+# REQUEST_LIMIT_EXCEEDED means two things: "TotalRequests Limit exceeded" (the org's rolling
+# 24-hour limit: stop at once) and "ConcurrentRequests ... Limit exceeded" /
+# "ConcurrentPerOrgLongTxn" (too many calls in flight: transient, back off and retry).
+_CONCURRENT_LIMIT = re.compile(r"concurrent", re.IGNORECASE)
+# Bulk API 2.0: an upload may hold 150 MB once base64-encoded; the docs advise at most 100 MB
+# of CSV ("Upload Job Data", "Prepare CSV Files").
+BULK_UPLOAD_HARD_LIMIT = 150_000_000
+DEFAULT_BULK_MAX_BYTES = 100_000_000
+BULK_NULL = "#N/A"
+JOB_ENDED = ("JobComplete", "Failed", "Aborted")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 # login() returns (access_token, instance_url)
@@ -59,7 +72,7 @@ class RecordResult:
 
     success: bool
     salesforce_id: str | None = None
-    created: bool = False
+    created: bool | None = False  # None: created or updated, Salesforce's answer cannot tell
     error_code: str | None = None
     error_message: str | None = None
 
@@ -94,6 +107,7 @@ class SalesforceClient:
         timeout: float = 120.0,
         poll_interval: float = 0.5,
         seed: int | None = None,
+        session: requests.Session | None = None,
     ) -> None:
         self.instance_url = instance_url.rstrip("/")
         self._token = access_token
@@ -107,7 +121,8 @@ class SalesforceClient:
         self.timeout = timeout
         self.poll_interval = poll_interval
         self._rng = random.Random(seed)
-        self.session = requests.Session()
+        self.session = session or requests.Session()
+        self.last_call_ambiguous = False
         self.api_calls = 0
         self.retries = 0
         self.relogins = 0
@@ -160,12 +175,17 @@ class SalesforceClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         budgeted: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
-        """One API call with retries, re-login and the budget check; returns a 2xx/3xx response."""
+        """One API call with retries, re-login and the budget check; returns a 2xx/3xx response.
+
+        :attr:`last_call_ambiguous` tells whether an earlier attempt of this call may have been
+        applied (a dropped connection, a timeout or a 5xx before the answer that counted)."""
         # A path under /services/ is relative to the instance; others to /services/data/vXX.X.
         short = path if path.startswith("/services/") else f"/services/data/v{self.api_version}{path}"
         attempt = 0
         relogged = False
+        self.last_call_ambiguous = False
         while True:
             if budgeted:
                 self.check_budget()
@@ -184,8 +204,10 @@ class SalesforceClient:
                     headers=all_headers,
                     verify=self.verify,
                     timeout=self.timeout,
+                    stream=stream,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self.last_call_ambiguous = True
                 if attempt >= self.retry.max_attempts:
                     raise SalesforceApiError(0, "CONNECTION_ERROR", type(exc).__name__, path=short) from None
                 self._backoff(attempt, f"{method} {short}: {type(exc).__name__}")
@@ -201,7 +223,13 @@ class SalesforceClient:
                 self.relogins += 1
                 relogged = True
                 continue
-            retryable = response.status_code >= 500 or code in RETRYABLE_CODES
+            if response.status_code >= 500:
+                self.last_call_ambiguous = True
+            retryable = (
+                response.status_code >= 500
+                or code in RETRYABLE_CODES
+                or (code == "REQUEST_LIMIT_EXCEEDED" and bool(_CONCURRENT_LIMIT.search(message)))
+            )
             if retryable and attempt < self.retry.max_attempts:
                 retry_after = response.headers.get("Retry-After")
                 self._backoff(attempt, f"{method} {short}: {response.status_code} {code}", retry_after)
@@ -257,9 +285,10 @@ class SalesforceClient:
                 "records": [{"attributes": {"type": sobject}, **records[i]} for i in pending],
             }
             answer = self.request("PATCH", f"/composite/sobjects/{sobject}/{external_id_field}", json=body).json()
+            ambiguous = self.last_call_ambiguous
             retry_next = []
             for index, item in zip(pending, answer, strict=True):
-                result = _collection_result(item)
+                result = _collection_result(item, ambiguous)
                 if (
                     not result.success
                     and result.error_code in RETRYABLE_RECORD_CODES
@@ -273,33 +302,11 @@ class SalesforceClient:
         return [r for r in results if r is not None]
 
     # --- Bulk API 2.0 -----------------------------------------------------------------------------
+    # The sync drives a job's life (create, upload, close, wait, results) step by step so it can
+    # keep the job id in its state and collect the results in a later run.
 
-    def bulk_upsert(
-        self, sobject: str, external_id_field: str, records: list[dict[str, Any]]
-    ) -> dict[str, RecordResult]:
-        """Upsert records in one Bulk API 2.0 ingest job; results keyed by external id value.
-
-        Records the job did not process come back as failures with code ``UNPROCESSED``.
-        """
-        columns: list[str] = []
-        for record in records:
-            for key, value in record.items():
-                name = f"{key}.{next(iter(value))}" if isinstance(value, dict) else key
-                if name not in columns:
-                    columns.append(name)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        for record in records:
-            flat: dict[str, Any] = {}
-            for key, value in record.items():
-                if isinstance(value, dict):
-                    sub, sub_value = next(iter(value.items()))
-                    flat[f"{key}.{sub}"] = sub_value
-                else:
-                    flat[key] = value
-            # "#N/A" sets a field to null; an empty cell would leave it unchanged.
-            writer.writerow(["#N/A" if flat.get(c) is None else _csv_value(flat[c]) for c in columns])
+    def create_ingest_job(self, sobject: str, external_id_field: str) -> str:
+        """``POST /jobs/ingest``: an open upsert job for CSV with LF line endings and commas; its id."""
         job = self.request(
             "POST",
             "/jobs/ingest",
@@ -309,62 +316,181 @@ class SalesforceClient:
                 "contentType": "CSV",
                 "operation": "upsert",
                 "lineEnding": "LF",
+                "columnDelimiter": "COMMA",
             },
         ).json()
-        job_path = f"/jobs/ingest/{job['id']}"
-        self.request("PUT", job_path + "/batches", data=out.getvalue().encode(), headers={"Content-Type": "text/csv"})
-        self.request("PATCH", job_path, json={"state": "UploadComplete"})
-        info = self._wait_for_job(job_path)
-        results: dict[str, RecordResult] = {}
-        if int(info.get("numberRecordsProcessed", 0)) - int(info.get("numberRecordsFailed", 0)) > 0:
-            for row in self._csv(job_path + "/successfulResults"):
-                results[row.get(external_id_field, "")] = RecordResult(
-                    True, row.get("sf__Id") or None, row.get("sf__Created", "").lower() == "true"
-                )
-        if int(info.get("numberRecordsFailed", 0)) > 0:
-            for row in self._csv(job_path + "/failedResults"):
-                code, _, message = (row.get("sf__Error") or "UNKNOWN_EXCEPTION:").partition(":")
-                results[row.get(external_id_field, "")] = RecordResult(
-                    False, error_code=code, error_message=message.rsplit(":", 1)[0] if ":" in message else message
-                )
-        for record in records:
-            key = str(record.get(external_id_field))
-            if key not in results:
-                results[key] = RecordResult(
-                    False,
-                    error_code="UNPROCESSED",
-                    error_message=f"the bulk job ended {info.get('state')} before processing this record",
-                )
-        return results
+        return str(job["id"])
 
-    def _wait_for_job(self, job_path: str) -> dict[str, Any]:
+    def upload_job_data(self, job_id: str, data: bytes) -> None:
+        """``PUT /jobs/ingest/{id}/batches``: the job's CSV (at most :data:`BULK_UPLOAD_HARD_LIMIT`)."""
+        if len(data) > BULK_UPLOAD_HARD_LIMIT:
+            raise ValueError(f"a Bulk API 2.0 upload takes at most {BULK_UPLOAD_HARD_LIMIT} bytes, got {len(data)}")
+        self.request("PUT", f"/jobs/ingest/{job_id}/batches", data=data, headers={"Content-Type": "text/csv"})
+
+    def close_job(self, job_id: str) -> None:
+        """``PATCH state=UploadComplete``: Salesforce starts processing the job."""
+        self.request("PATCH", f"/jobs/ingest/{job_id}", json={"state": "UploadComplete"})
+
+    def abort_job(self, job_id: str) -> None:
+        """``PATCH state=Aborted`` (only for a job whose records will be sent again)."""
+        self.request("PATCH", f"/jobs/ingest/{job_id}", json={"state": "Aborted"})
+
+    def job_info(self, job_id: str) -> dict[str, Any]:
+        """``GET /jobs/ingest/{id}``: state, counts, errorMessage."""
+        return self.request("GET", f"/jobs/ingest/{job_id}").json()
+
+    def wait_for_jobs(self, job_ids: Sequence[str], wait_seconds: float) -> dict[str, dict[str, Any]]:
+        """Poll the jobs until each has ended (``JobComplete``, ``Failed``, ``Aborted``) or
+        ``wait_seconds`` have passed; returns each job's last info (a running job stays running)."""
+        infos: dict[str, dict[str, Any]] = {}
+        running = list(job_ids)
         delay = self.poll_interval
-        started = time.monotonic()
-        while True:
-            info = self.request("GET", job_path).json()
-            if info.get("state") in ("JobComplete", "Failed", "Aborted"):
-                if info["state"] != "JobComplete":
-                    log.warning("bulk job %s ended %s: %s", info.get("id"), info["state"], info.get("errorMessage"))
-                return info
-            if time.monotonic() - started > self.timeout * 10:
-                raise SalesforceApiError(0, "JOB_TIMEOUT", f"bulk job still {info.get('state')}", path=job_path)
+        deadline = time.monotonic() + wait_seconds
+        while running:
+            for job_id in list(running):
+                infos[job_id] = info = self.job_info(job_id)
+                if info.get("state") in JOB_ENDED:
+                    running.remove(job_id)
+                    if info["state"] != "JobComplete":
+                        log.warning("bulk job %s ended %s: %s", job_id, info["state"], info.get("errorMessage"))
+            if not running or time.monotonic() + delay > deadline:
+                break
             self._sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 30.0)
+        return infos
 
-    def _csv(self, path: str) -> Iterable[dict[str, str]]:
-        text = self.request("GET", path, headers={"Accept": "text/csv"}).text
-        return csv.DictReader(io.StringIO(text))
+    def job_results(self, job_id: str, kind: str) -> Iterator[dict[str, str]]:
+        """The rows of ``successfulResults``, ``failedResults`` or ``unprocessedrecords``, read
+        as a stream (a result file can be as big as the upload)."""
+        if kind not in ("successfulResults", "failedResults", "unprocessedrecords"):
+            raise ValueError(f"unknown result kind {kind!r}")
+        response = self.request("GET", f"/jobs/ingest/{job_id}/{kind}", headers={"Accept": "text/csv"}, stream=True)
+        try:
+            yield from csv.DictReader(_lines(response))
+        finally:
+            response.close()
 
 
-def _csv_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _lines(response: requests.Response) -> Iterator[str]:
+    """A streamed body as text lines split at LF only (a quoted value may hold other breaks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    rest = ""
+    for chunk in response.iter_content(1 << 20):
+        rest += decoder.decode(chunk)
+        *lines, rest = rest.split("\n")
+        for line in lines:
+            yield line + "\n"
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield rest
 
 
-def _collection_result(item: dict[str, Any]) -> RecordResult:
+# --- Bulk API 2.0 CSV -----------------------------------------------------------------------------
+# Written from "Valid CSV Record Rows" and "Prepare CSV Files" (Bulk API 2.0 Developer Guide):
+# comma-delimited, LF line endings (declared in the job), a value with a comma, a quote or a
+# line break is quoted with inner quotes doubled; an empty cell leaves a field unchanged on
+# update and "#N/A" sets it to null, so null is always sent as "#N/A" and never as "".
+
+
+class LiteralNullMarker(ValueError):
+    """A value is the text ``#N/A``, which Bulk API 2.0 would read as null."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            f"field {field} holds the text '#N/A', which Bulk API 2.0 reads as 'set to null'; "
+            "this record goes through sObject Collections (JSON) instead"
+        )
+        self.field = field
+
+
+def bulk_row(payload: dict[str, Any]) -> tuple[tuple[str, ...], list[str]]:
+    """A payload as (CSV columns, cells): a relationship ``{"Account": {"X__c": v}}`` becomes
+    column ``Account.X__c``; ``None`` becomes ``#N/A``. Raises :class:`LiteralNullMarker`."""
+    columns: list[str] = []
+    cells: list[str] = []
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            sub, value = next(iter(value.items()))
+            key = f"{key}.{sub}"
+        columns.append(key)
+        if value is None:
+            cells.append(BULK_NULL)
+        elif value == BULK_NULL:
+            raise LiteralNullMarker(key)
+        elif isinstance(value, bool):
+            cells.append("true" if value else "false")
+        else:
+            cells.append(str(value))
+    return tuple(columns), cells
+
+
+def _csv_cell(cell: str) -> str:
+    if "," in cell or '"' in cell or "\n" in cell or "\r" in cell:
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def csv_line(cells: Iterable[str]) -> bytes:
+    """One CSV line (LF-terminated), UTF-8."""
+    return (",".join(_csv_cell(c) for c in cells) + "\n").encode("utf-8")
+
+
+@dataclass
+class BulkPart:
+    """One job's upload: records with the same columns, under the size limit."""
+
+    columns: tuple[str, ...]
+    data: bytearray
+    records: int = 0
+
+
+class BulkCsvWriter:
+    """Payloads into CSV uploads: one per column set (a Contact with an Account has column
+    ``Account.HotCRM_Id__c``, one without has ``AccountId`` = ``#N/A``: the two cannot share a
+    file), each at most ``max_bytes`` of UTF-8 CSV, header included."""
+
+    def __init__(self, max_bytes: int = DEFAULT_BULK_MAX_BYTES) -> None:
+        if max_bytes > BULK_UPLOAD_HARD_LIMIT:
+            raise ValueError(f"max_bytes {max_bytes}: at most {BULK_UPLOAD_HARD_LIMIT} (the documented upload limit)")
+        self.max_bytes = max_bytes
+        self._open: dict[tuple[str, ...], BulkPart] = {}
+
+    def add(self, payload: dict[str, Any]) -> BulkPart | None:
+        """Add one payload; returns a full part to send first when this one did not fit."""
+        columns, cells = bulk_row(payload)
+        line = csv_line(cells)
+        part = self._open.get(columns)
+        full = None
+        if part is not None and len(part.data) + len(line) > self.max_bytes:
+            full = self._open.pop(columns)
+            part = None
+        if part is None:
+            header = csv_line(columns)
+            if len(header) + len(line) > self.max_bytes:
+                raise ValueError(f"one record needs {len(header) + len(line)} bytes, more than max_bytes")
+            part = self._open[columns] = BulkPart(columns, bytearray(header))
+        part.data += line
+        part.records += 1
+        return full
+
+    def flush(self) -> list[BulkPart]:
+        """The parts still open (each non-empty)."""
+        parts = list(self._open.values())
+        self._open.clear()
+        return parts
+
+
+def parse_bulk_error(text: str) -> tuple[str, str]:
+    """``sf__Error`` (``CODE:message[:fields --]``) as (code, message)."""
+    code, _, rest = (text or "UNKNOWN_EXCEPTION:").partition(":")
+    return code or "UNKNOWN_EXCEPTION", rest.removesuffix("--").strip().rstrip(":").strip()
+
+
+def _collection_result(item: dict[str, Any], ambiguous: bool = False) -> RecordResult:
     if item.get("success"):
-        return RecordResult(True, item.get("id"), bool(item.get("created")))
+        created = bool(item.get("created"))
+        # After a retry whose first attempt may have been applied, "updated" may mean "created by the first attempt".
+        return RecordResult(True, item.get("id"), True if created else (None if ambiguous else False))
     errors = item.get("errors") or [{}]
     first = errors[0]
     fields = first.get("fields") or []

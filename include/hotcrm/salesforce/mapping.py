@@ -140,7 +140,10 @@ def load_mapping(path: str | Path | None = None) -> Mapping:
 
 
 def _json_value(value: Any) -> Any:
-    """A column value as Salesforce's JSON wants it."""
+    """A column value as Salesforce's JSON wants it; a blank text is null (so a value cleared
+    in HotCRM is cleared in Salesforce: JSON ``null``, ``#N/A`` in Bulk CSV)."""
+    if isinstance(value, str) and value == "":
+        return None
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dt.datetime):

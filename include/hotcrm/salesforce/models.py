@@ -72,3 +72,30 @@ class SyncRun(Base):
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     outcome: Mapped[str] = mapped_column(String(20))
     message: Mapped[str | None] = mapped_column(Text)
+
+
+# Bulk job statuses (ours, beside Salesforce's own job state).
+JOB_PENDING = "pending"  # submitted; its results are not written back yet
+JOB_COLLECTED = "collected"  # its results are written back
+JOB_ABORTED = "aborted"  # aborted by the sync; its records are sent again
+
+
+class BulkJob(Base):
+    """A Bulk API 2.0 ingest job the sync submitted, kept until its results are written back
+    (in the run that submitted it, or a later one when the job outlived the run's wait)."""
+
+    __tablename__ = "salesforce_bulk_jobs"
+    __table_args__ = (UniqueConstraint("job_id", name="uq_salesforce_bulk_jobs_job_id"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(String(18))
+    object: Mapped[str] = mapped_column(String(40))
+    run_id: Mapped[str] = mapped_column(String(250))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[str | None] = mapped_column(String(20))  # Salesforce's, as last seen
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    upload_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    collected_at: Mapped[datetime | None]
+    collected_by_run: Mapped[str | None] = mapped_column(String(250))
+    message: Mapped[str | None] = mapped_column(Text)

@@ -20,9 +20,7 @@ ingest jobs; OAuth 2.0 flows), only as far as the HotCRM sync and its tests need
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import random
 import re
@@ -35,6 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
+from tests.fakes.salesforce import bulk_csv
+
 API_VERSION_RE = re.compile(r"^/services/data/v(\d+\.\d)(/.*)?$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -44,13 +44,42 @@ class FieldDef:
     """One field of an emulated sObject."""
 
     name: str
-    type: str = "string"  # string, double, email, reference, id, datetime
+    type: str = "string"  # string, double, currency, email, picklist, reference, id, datetime
     length: int | None = None
     required: bool = False
     external_id: bool = False
     reference_to: str | None = None
     relationship_name: str | None = None
     updateable: bool = True
+    picklist: tuple[str, ...] = ()  # a restricted picklist's values
+    precision: int = 18  # currency/double: digits in all
+    scale: int = 0  # ... of which after the decimal point
+    case_insensitive: bool = False  # a unique external id "treating ABC and abc as duplicates"
+
+
+# The standard Industry values (Account.Industry), made a restricted picklist in this org.
+INDUSTRIES = (
+    "Agriculture", "Apparel", "Banking", "Biotechnology", "Chemicals", "Communications", "Construction",
+    "Consulting", "Education", "Electronics", "Energy", "Engineering", "Entertainment", "Environmental",
+    "Finance", "Food & Beverage", "Government", "Healthcare", "Hospitality", "Insurance", "Machinery",
+    "Manufacturing", "Media", "Not For Profit", "Other", "Recreation", "Retail", "Shipping", "Technology",
+    "Telecommunications", "Transportation", "Utilities",
+)  # fmt: skip
+# State and Country/Territory Picklists (enabled in this org): ISO code -> (name, state codes).
+# The states are this org's configuration (an admin can add states in Setup), a subset of
+# Salesforce's standard list.
+COUNTRIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "US": ("United States", ("AL", "AK", "AZ", "CA", "CO", "FL", "GA", "IL", "MA", "NY", "OR", "TX", "WA")),
+    "CA": ("Canada", ("AB", "BC", "MB", "NS", "ON", "QC")),
+    "BR": ("Brazil", ("MG", "RJ", "RS", "SP")),
+    "DE": ("Germany", ("BE", "BW", "BY", "HE", "HH", "NW")),
+    "FR": ("France", ("ARA", "IDF", "NAQ", "OCC", "PAC")),
+    "GB": ("United Kingdom", ()),
+    "AU": ("Australia", ("NSW", "QLD", "VIC", "WA")),
+    "JP": ("Japan", ()),
+    "IN": ("India", ("DL", "KA", "MH")),
+    "NL": ("Netherlands", ()),
+}
 
 
 def _schema() -> dict[str, dict[str, FieldDef]]:
@@ -62,20 +91,22 @@ def _schema() -> dict[str, dict[str, FieldDef]]:
         FieldDef("CreatedDate", "datetime", updateable=False),
         FieldDef("LastModifiedDate", "datetime", updateable=False),
         FieldDef("SystemModstamp", "datetime", updateable=False),
-        FieldDef("HotCRM_Id__c", "string", 255, external_id=True),
+        FieldDef("HotCRM_Id__c", "string", 255, external_id=True, case_insensitive=True),
     )
     return {
         "Account": fields(
             *system,
             FieldDef("Name", "string", 255, required=True),
             FieldDef("Type", "string", 255),
-            FieldDef("Industry", "string", 255),
-            FieldDef("AnnualRevenue", "double"),
+            FieldDef("Industry", "picklist", 255, picklist=INDUSTRIES),
+            FieldDef("AnnualRevenue", "currency", precision=18, scale=0),
             FieldDef("Phone", "string", 40),
             FieldDef("Website", "string", 255),
             FieldDef("BillingCity", "string", 40),
             FieldDef("BillingState", "string", 80),
             FieldDef("BillingCountry", "string", 80),
+            FieldDef("BillingStateCode", "picklist", 10),
+            FieldDef("BillingCountryCode", "picklist", 10),
             FieldDef("Description", "string", 32000),
         ),
         "Contact": fields(
@@ -143,8 +174,13 @@ class Faults:
     server_errors: int = 0  # the next N data calls answer 503
     server_error_status: int = 503
     dropped_connections: int = 0  # the next N data calls close the connection unanswered
+    dropped_answers: int = 0  # the next N data calls are applied, then the connection closes unanswered
     lock_share: float = 0.0  # share of records written that fail with UNABLE_TO_LOCK_ROW
     lock_max_per_record: int = 1  # how often one record may hit a lock error
+    bulk_hold: bool = False  # bulk jobs stay InProgress (a job longer than the client waits)
+    bulk_rows_per_poll: int | None = None  # rows a bulk job processes per status poll (None: all)
+    bulk_fail_after: int | None = None  # a bulk job ends Failed after processing this many rows
+    bulk_background: bool = False  # process jobs in a thread after UploadComplete (as an org does), not on polls
     _rate_limited: int = 0
     _locks: Counter = field(default_factory=Counter)
 
@@ -170,7 +206,12 @@ class SalesforceEmulator:
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_hex(16)
         self.jwt_public_key: str | None = None  # the connected app's certificate (make_jwt_key)
+        # Production org (users log in at login.salesforce.com, JWT aud login) or sandbox (test).
+        self.is_sandbox = False
+        self.my_domain = "hotcrm-dev.my.salesforce.com"  # this org's My Domain login host
+        self.clock_offset = 0.0  # seconds added to the emulator's clock (to expire a JWT)
         self.daily_limit = daily_limit
+        self.max_upload_base64_bytes = 150_000_000  # "Upload Job Data": 150 MB once base64-encoded
         self.base_url = ""  # set by the server once it listens
         self.schema = _schema()
         self.faults = Faults()
@@ -220,10 +261,16 @@ class SalesforceEmulator:
             self._touch(record, values, sobject)
             return record["Id"]
 
+    @staticmethod
+    def _ext_key(value: Any) -> Any:
+        # HotCRM_Id__c is Unique and "treat ABC and abc as duplicate values": matched
+        # case-insensitively (Apex Developer Guide, "Upserting Records").
+        return value.lower() if isinstance(value, str) else value
+
     def _by_ext(self, sobject: str, ext_field: str, value: Any) -> list[dict[str, Any]]:
         if ext_field != "HotCRM_Id__c":
             return [r for r in self.records[sobject].values() if r.get(ext_field) == value]
-        ids = self.ext_index[sobject].get(value, ())
+        ids = self.ext_index[sobject].get(self._ext_key(value), ())
         return [self.records[sobject][i] for i in sorted(ids) if i in self.records[sobject]]
 
     def _reindex(self) -> None:
@@ -231,7 +278,7 @@ class SalesforceEmulator:
         for name, records in self.records.items():
             for record in records.values():
                 if record.get("HotCRM_Id__c") is not None:
-                    self.ext_index[name].setdefault(record["HotCRM_Id__c"], set()).add(record["Id"])
+                    self.ext_index[name].setdefault(self._ext_key(record["HotCRM_Id__c"]), set()).add(record["Id"])
 
     def issue_token(self) -> str:
         """A valid access token (for tests that start from an existing session)."""
@@ -245,8 +292,17 @@ class SalesforceEmulator:
         path = parsed.path.rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(parsed.query, keep_blank_values=True).items()}
         try:
+            host = (headers.get("host") or "").split(":")[0].lower()
+            self._request_host = host
+            wrong_host = host.endswith("salesforce.com") and not self._host_allowed(host)
             if path == "/services/oauth2/token" and method == "POST":
+                if wrong_host:  # e.g. a sandbox user at login.salesforce.com
+                    return self._oauth_error("invalid_grant", "authentication failure")
                 return self._token(body, headers)
+            if path.startswith("/services/Soap/u/") and method == "POST":
+                return self._soap_login(body, refuse=wrong_host)
+            if wrong_host:
+                return Response(404, [{"errorCode": "NOT_FOUND", "message": f"no such org at {host}"}])
             if path == "/services/oauth2/authorize" and method == "GET":
                 return self._authorize(query)
             if path == "/services/oauth2/userinfo" or path.startswith("/id/"):
@@ -258,6 +314,73 @@ class SalesforceEmulator:
         except SalesforceError as exc:
             return Response(exc.status, exc.rest_body())
 
+    # --- login hosts ---------------------------------------------------------------------------
+    # A request routed from a Salesforce host (tests/fakes/salesforce/routing.py) keeps that host
+    # in its Host header: login.salesforce.com serves production orgs, test.salesforce.com
+    # sandboxes, and the org's My Domain both (and is the only host for client credentials).
+
+    _request_host = ""
+
+    def _host_allowed(self, host: str) -> bool:
+        if host == "login.salesforce.com":
+            return not self.is_sandbox
+        if host == "test.salesforce.com":
+            return self.is_sandbox
+        return host == self.my_domain
+
+    @property
+    def instance_url(self) -> str:
+        """What a login answers as the instance: the My Domain when reached by a Salesforce host."""
+        return f"https://{self.my_domain}" if self._request_host.endswith("salesforce.com") else self.base_url
+
+    def _audiences(self) -> list[str]:
+        """The JWT ``aud`` values this org accepts (the login host of its kind, or its My Domain)."""
+        return [
+            "https://test.salesforce.com" if self.is_sandbox else "https://login.salesforce.com",
+            f"https://{self.my_domain}",
+            self.base_url,  # a token URL pointed at the emulator itself
+        ]
+
+    def _soap_login(self, body: bytes, *, refuse: bool = False) -> Response:
+        """SOAP API ``login()`` (what simple-salesforce does with a security token): the password
+        must have the user's security token appended (untrusted IP)."""
+        import re as _re
+        from html import unescape
+
+        with self.lock:
+            self.token_requests += 1
+        text = body.decode("utf-8", "replace")
+        user = _re.search(r"<n1:username>(.*?)</n1:username>", text, _re.S)
+        password = _re.search(r"<n1:password>(.*?)</n1:password>", text, _re.S)
+        if (
+            refuse
+            or not user
+            or not password
+            or unescape(user.group(1)) != self.username
+            or (unescape(password.group(1)) != self.password + self.security_token)
+        ):
+            fault = (
+                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
+                "<faultcode>sf:INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, "
+                "security token; or user locked out.</faultstring><detail><sf:LoginFault>"
+                "<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, "
+                "password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail>"
+                "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+            )
+            return Response(500, fault, content_type="text/xml")
+        token = self._make_token()["access_token"]
+        ok = (
+            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com">'
+            "<soapenv:Body><loginResponse><result>"
+            f"<serverUrl>{self.instance_url}/services/Soap/u/60.0/00D000000000001</serverUrl>"
+            f"<sessionId>{token}</sessionId><userId>005000000000001AAA</userId>"
+            "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
+        )
+        return Response(200, ok, content_type="text/xml")
+
     # --- OAuth 2.0 ------------------------------------------------------------------------------
 
     def _make_token(self, *, refresh: bool = False) -> dict[str, Any]:
@@ -267,7 +390,7 @@ class SalesforceEmulator:
             self.tokens[token] = {"issued_at": issued}
         out = {
             "access_token": token,
-            "instance_url": self.base_url,
+            "instance_url": self.instance_url,
             "id": f"{self.base_url}/id/00D000000000001AAA/005000000000001AAA",
             "token_type": "Bearer",
             "issued_at": issued,
@@ -305,6 +428,8 @@ class SalesforceEmulator:
                 return self._oauth_error("invalid_grant", "authentication failure")
             return Response(200, self._make_token())
         if grant == "client_credentials":
+            if self._request_host in ("login.salesforce.com", "test.salesforce.com"):
+                return self._oauth_error("invalid_grant", "request not supported on this domain")
             if client_id != self.client_id or client_secret != self.client_secret:
                 return self._oauth_error("invalid_client", "invalid client credentials")
             return Response(200, self._make_token())
@@ -331,9 +456,11 @@ class SalesforceEmulator:
                 assertion,
                 self.jwt_public_key,
                 algorithms=["RS256"],
-                audience=self.base_url,
-                options={"require": ["iss", "sub", "aud", "exp"]},
+                audience=self._audiences(),
+                options={"require": ["iss", "sub", "aud", "exp"], "verify_exp": False},
             )
+            if float(claims["exp"]) < time.time() + self.clock_offset:
+                raise jwt.ExpiredSignatureError
         except jwt.ExpiredSignatureError:
             return self._oauth_error("invalid_grant", "expired authorization code")
         except jwt.InvalidAudienceError:
@@ -438,31 +565,38 @@ class SalesforceEmulator:
                     self._limit_header(),
                 )
         if limited:
-            return Response(
-                403,
-                [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
-                self._limit_header(),
+            # One code, two limits: the rolling 24-hour total, and calls in flight at once.
+            message = (
+                "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
+                if limited == "concurrent"
+                else "TotalRequests Limit exceeded."
             )
+            return Response(403, [{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}], self._limit_header())
         try:
             response = self._route(method, version, rest, query, body)
         except SalesforceError as exc:
             response = Response(exc.status, exc.rest_body())
         response.headers.update(self._limit_header())
+        with self.lock:
+            if faults.dropped_answers > 0:
+                faults.dropped_answers -= 1
+                return Response(0, drop=True)
         return response
 
-    def _rate_limited(self) -> bool:
+    def _rate_limited(self) -> str:
+        """ "daily", "concurrent" or "" (not limited)."""
         faults = self.faults
         if self.api_usage > self.daily_limit:
-            return True
+            return "daily"
         if faults.rate_limit_after is None or self.api_calls <= faults.rate_limit_after:
-            return False
+            return ""
         if faults.rate_limit_calls is None:
-            return True
+            return "daily"
         if faults._rate_limited < faults.rate_limit_calls:
             faults._rate_limited += 1
-            return True
+            return "concurrent"  # a burst that passes
         faults.rate_limit_after = None  # the window passed
-        return False
+        return ""
 
     @staticmethod
     def _kind(rest: str) -> str:
@@ -548,6 +682,13 @@ class SalesforceEmulator:
                         f"{ref.reference_to}",
                         [key],
                     )
+                if len(matches) > 1:
+                    raise SalesforceError(
+                        400,
+                        "INVALID_FIELD",
+                        f"Foreign key external ID: {ext_value} matches more than one record of {ref.reference_to}",
+                        [key],
+                    )
                 out[ref.name] = matches[0]["Id"]
                 continue
             if key not in schema:
@@ -565,8 +706,17 @@ class SalesforceEmulator:
         return out
 
     def _check_value(self, fdef: FieldDef, value: Any) -> Any:
-        if value is None:
-            return None
+        if value is None or value == "":
+            return None  # a JSON "" is stored as null (a Bulk empty cell never gets here: it is skipped)
+        if fdef.type == "currency":
+            return self._currency(fdef, value)
+        if fdef.type == "picklist" and fdef.picklist and value not in fdef.picklist:
+            raise SalesforceError(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{fdef.name}: bad value for restricted picklist field: {value}",
+                [fdef.name],
+            )
         if fdef.type == "double":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise SalesforceError(
@@ -596,6 +746,73 @@ class SalesforceEmulator:
             )
         return value
 
+    @staticmethod
+    def _currency(fdef: FieldDef, value: Any) -> float:
+        """A currency value rounded half-up to the field's scale; too many digits is an error."""
+        from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise SalesforceError(400, "JSON_PARSER_ERROR", f"Cannot deserialize value for {fdef.name}", [fdef.name])
+        try:
+            number = Decimal(str(value))
+            if not number.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            raise SalesforceError(
+                400, "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{fdef.name}: value not of required type: {value}", [fdef.name]
+            ) from None
+        rounded = number.quantize(Decimal(1).scaleb(-fdef.scale), rounding=ROUND_HALF_UP)
+        if abs(rounded) >= Decimal(10) ** (fdef.precision - fdef.scale):
+            raise SalesforceError(
+                400,
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"{fdef.name}: value outside of valid range on numeric field: {value}",
+                [fdef.name],
+            )
+        return float(rounded)
+
+    def _address(self, sobject: str, record: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+        """State and Country/Territory Picklists: codes checked, names filled in; returns the
+        values to store beside ``changed``."""
+        if sobject != "Account":
+            return {}
+        out: dict[str, Any] = {}
+        code = record.get("BillingCountryCode")
+        if "BillingCountryCode" in changed or ("BillingCountry" not in changed and code is not None):
+            if code is not None and code not in COUNTRIES:
+                raise SalesforceError(
+                    400,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"Billing Country Code: bad value for restricted picklist field: {code}",
+                    ["BillingCountryCode"],
+                )
+            out["BillingCountry"] = COUNTRIES[code][0] if code else None
+        elif "BillingCountry" in changed:
+            name = changed["BillingCountry"]
+            codes = [c for c, (n, _) in COUNTRIES.items() if n == name]
+            if name is not None and not codes:
+                raise SalesforceError(
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "There's a problem with this country, even though it may appear correct. Please select a "
+                    "country/territory from the list of valid countries.: Billing Country",
+                    ["BillingCountry"],
+                )
+            code = out["BillingCountryCode"] = codes[0] if codes else None
+        state = record.get("BillingStateCode") if "BillingState" not in changed else changed["BillingState"]
+        if "BillingStateCode" in changed:
+            state = changed["BillingStateCode"]
+        if state is not None and (code is None or state not in COUNTRIES.get(code, ("", ()))[1]):
+            raise SalesforceError(
+                400,
+                "FIELD_INTEGRITY_EXCEPTION",
+                "There's a problem with this state, even though it may appear correct. Please select a state from "
+                "the list of valid states.: Billing State/Province",
+                ["BillingState"],
+            )
+        out["BillingStateCode"] = out["BillingState"] = state
+        return out
+
     def _check_required(self, sobject: str, record: dict[str, Any]) -> None:
         missing = [f.name for f in self.schema[sobject].values() if f.required and record.get(f.name) in (None, "")]
         if missing:
@@ -621,9 +838,9 @@ class SalesforceEmulator:
             index = self.ext_index[sobject]
             old = record.get("HotCRM_Id__c")
             if old is not None:
-                index.get(old, set()).discard(record["Id"])
+                index.get(self._ext_key(old), set()).discard(record["Id"])
             if values["HotCRM_Id__c"] is not None:
-                index.setdefault(values["HotCRM_Id__c"], set()).add(record["Id"])
+                index.setdefault(self._ext_key(values["HotCRM_Id__c"]), set()).add(record["Id"])
         record.update(values)
         record["LastModifiedDate"] = record["SystemModstamp"] = (
             datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "+0000")
@@ -631,6 +848,7 @@ class SalesforceEmulator:
 
     def _create(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
         resolved = self._resolve(sobject, values)
+        resolved.update(self._address(sobject, resolved, resolved))
         self._check_required(sobject, resolved)
         ext = resolved.get("HotCRM_Id__c")
         if ext is not None and self._by_ext(sobject, "HotCRM_Id__c", ext):
@@ -644,13 +862,17 @@ class SalesforceEmulator:
 
     def _update(self, sobject: str, record: dict[str, Any], values: dict[str, Any]) -> None:
         resolved = self._resolve(sobject, values)
+        resolved.update(self._address(sobject, {**record, **resolved}, resolved))
         merged = {**record, **resolved}
         self._check_required(sobject, merged)
         self._maybe_lock(sobject, record["Id"])
         self._touch(record, resolved, sobject)
 
-    def _upsert(self, sobject: str, ext_field: str, ext_value: Any, values: dict[str, Any]) -> tuple[dict, bool]:
-        """Upsert one record by external id; returns (record, created)."""
+    def _upsert(
+        self, sobject: str, ext_field: str, ext_value: Any, values: dict[str, Any], *, single: bool = False
+    ) -> tuple[dict, bool]:
+        """Upsert one record by external id; returns (record, created). Several matches: 300
+        MULTIPLE_CHOICES for one record by URL, DUPLICATE_EXTERNAL_ID per record otherwise."""
         schema = self._sobject(sobject)
         if ext_field != "Id" and (ext_field not in schema or not schema[ext_field].external_id):
             raise SalesforceError(
@@ -659,11 +881,18 @@ class SalesforceEmulator:
         if ext_value in (None, ""):
             raise SalesforceError(400, "MISSING_ARGUMENT", f"{ext_field} not specified", [ext_field])
         matches = self._by_ext(sobject, ext_field, ext_value)
-        if len(matches) > 1:
+        if len(matches) > 1 and single:
             raise SalesforceError(
                 300,
                 "MULTIPLE_CHOICES",
                 f"More than one record found for external id field {ext_field} with value {ext_value}",
+            )
+        if len(matches) > 1:
+            raise SalesforceError(
+                400,
+                "DUPLICATE_EXTERNAL_ID",
+                f"{ext_field}: more than 1 record found for external id field: {ext_value}",
+                [ext_field],
             )
         values = {k: v for k, v in values.items() if k != ext_field}
         if matches:
@@ -720,7 +949,7 @@ class SalesforceEmulator:
                         raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
                     return Response(200, {"attributes": {"type": sobject}, **matches[0]})
                 if method == "PATCH":
-                    record, created = self._upsert(sobject, ext_field, ext_value, self._json(body) or {})
+                    record, created = self._upsert(sobject, ext_field, ext_value, self._json(body) or {}, single=True)
                     return Response(
                         201 if created else 200,
                         {"id": record["Id"], "success": True, "errors": [], "created": created},
@@ -754,7 +983,7 @@ class SalesforceEmulator:
             )
             seen: Counter = Counter()
             if upsert:
-                seen.update(r.get(ext_field) for r in records if isinstance(r, dict))
+                seen.update(self._ext_key(r.get(ext_field)) for r in records if isinstance(r, dict))
             results = []
             for rec in records:
                 results.append(self._collection_one(method, rec, upsert, parts, seen))
@@ -791,7 +1020,7 @@ class SalesforceEmulator:
             if upsert:
                 ext_field = parts[1]
                 ext_value = values.get(ext_field)
-                if ext_value is not None and seen[ext_value] > 1:
+                if ext_value is not None and seen[self._ext_key(ext_value)] > 1:
                     raise SalesforceError(
                         400, "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {ext_value}", [ext_field]
                     )
@@ -924,6 +1153,11 @@ class SalesforceEmulator:
         return self._page(saved["records"], int(start), version)
 
     # --- Bulk API 2.0 ingest ---------------------------------------------------------------------------
+    # Bulk API 2.0 Developer Guide: "Create a Job", "Upload Job Data" (at most 150 MB of base64
+    # content per upload), "Close or Abort a Job", "Get Information About an Ingest Job" (states
+    # Open, UploadComplete, InProgress, JobComplete, Failed, Aborted), "Get Job Successful /
+    # Failed Record Results", "Get Job Unprocessed Record Results". The CSV is read by
+    # tests/fakes/salesforce/bulk_csv.py, written from the CSV rules.
 
     def _bulk(self, method: str, parts: list[str], body: bytes) -> Response:
         if not parts and method == "POST":
@@ -935,6 +1169,10 @@ class SalesforceEmulator:
                 raise SalesforceError(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
             if operation == "upsert" and not spec.get("externalIdFieldName"):
                 raise SalesforceError(400, "INVALIDJOB", "InvalidJob : External ID was blank for upsert")
+            delimiter = spec.get("columnDelimiter", "COMMA")
+            line_ending = spec.get("lineEnding", "LF")
+            if delimiter not in bulk_csv.DELIMITERS or line_ending not in bulk_csv.LINE_ENDINGS:
+                raise SalesforceError(400, "INVALIDJOB", "InvalidJob : columnDelimiter or lineEnding not supported")
             job_id = "750" + secrets.token_hex(6).upper()[:12] + "AAA"
             job = {
                 "id": job_id,
@@ -947,21 +1185,14 @@ class SalesforceEmulator:
                 "concurrencyMode": "Parallel",
                 "contentType": "CSV",
                 "apiVersion": 60.0,
-                "lineEnding": spec.get("lineEnding", "LF"),
-                "columnDelimiter": spec.get("columnDelimiter", "COMMA"),
+                "lineEnding": line_ending,
+                "columnDelimiter": delimiter,
                 "numberRecordsProcessed": 0,
                 "numberRecordsFailed": 0,
             }
             with self.lock:
-                self.jobs[job_id] = {
-                    "info": job,
-                    "data": b"",
-                    "success": [],
-                    "failed": [],
-                    "unprocessed": [],
-                    "polls": 0,
-                    "header": [],
-                }
+                self.jobs[job_id] = {"info": job, "data": bytearray(), "polls": 0, "rows": [], "next": 0}
+                self.jobs[job_id].update(success=[], failed=[], header=[])
             return Response(200, job)
         if not parts:
             raise SalesforceError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
@@ -969,9 +1200,21 @@ class SalesforceEmulator:
         if job is None or parts[0].startswith("query:"):
             raise SalesforceError(404, "NOT_FOUND", f"Job {parts[0]} not found")
         info = job["info"]
+        with self.lock:
+            return self._bulk_job(method, parts, body, job, info)
+
+    def _bulk_job(self, method: str, parts: list[str], body: bytes, job: dict, info: dict) -> Response:
         if len(parts) == 2 and parts[1] == "batches" and method == "PUT":
             if info["state"] != "Open":
                 raise SalesforceError(409, "INVALIDJOBSTATE", f"Job {info['id']} is not open for uploads")
+            encoded = 4 * ((len(job["data"]) + len(body) + 2) // 3)  # its size once base64-encoded
+            if encoded > self.max_upload_base64_bytes:
+                raise SalesforceError(
+                    400,
+                    "INVALIDBATCH",
+                    f"InvalidBatch : the job's data is {encoded} bytes once base64-encoded, over the "
+                    f"{self.max_upload_base64_bytes}-byte limit; upload at most 100 MB of CSV per job",
+                )
             job["data"] += body
             return Response(201)
         if len(parts) == 1 and method == "PATCH":
@@ -980,85 +1223,132 @@ class SalesforceEmulator:
                 if info["state"] != "Open":
                     raise SalesforceError(409, "INVALIDJOBSTATE", "Job is not open")
                 info["state"] = "UploadComplete"
+                self._parse_job(job)
                 answer = dict(info)
-                self._run_job(job)
+                if self.faults.bulk_background and info["state"] == "UploadComplete":
+                    threading.Thread(target=self._work_job, args=(job,), daemon=True).start()
                 return Response(200, answer)
-            elif state == "Aborted":
+            if state == "Aborted":
+                if info["state"] in ("JobComplete", "Failed", "Aborted"):
+                    raise SalesforceError(409, "INVALIDJOBSTATE", f"Job is already {info['state']}")
                 info["state"] = "Aborted"
-            else:
-                raise SalesforceError(400, "INVALIDJOBSTATE", f"invalid state: {state}")
-            return Response(200, info)
+                return Response(200, dict(info))
+            raise SalesforceError(400, "INVALIDJOBSTATE", f"invalid state: {state}")
         if len(parts) == 1 and method == "GET":
-            # One poll shows InProgress, as a real job would for a while; the next shows the end state.
             job["polls"] += 1
+            if info["state"] in ("UploadComplete", "InProgress"):
+                self._advance_job(job)
             shown = dict(info)
             if info["state"] == "JobComplete" and job["polls"] == 1:
-                shown["state"] = "InProgress"
+                shown["state"] = "InProgress"  # a real job is InProgress for a while
             return Response(200, shown)
         if len(parts) == 1 and method == "DELETE":
-            with self.lock:
-                self.jobs.pop(parts[0], None)
+            self.jobs.pop(parts[0], None)
             return Response(204)
-        if (
-            len(parts) == 2
-            and method == "GET"
-            and parts[1] in ("successfulResults", "failedResults", "unprocessedrecords")
-        ):
-            key = {"successfulResults": "success", "failedResults": "failed", "unprocessedrecords": "unprocessed"}[
-                parts[1]
-            ]
-            extra = {"success": ["sf__Id", "sf__Created"], "failed": ["sf__Id", "sf__Error"], "unprocessed": []}[key]
-            out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(extra + job["header"])
-            writer.writerows(job[key])
-            return Response(200, out.getvalue(), content_type="text/csv")
+        if len(parts) == 2 and method == "GET" and parts[1] in ("successfulResults", "failedResults"):
+            key, extra = (
+                ("success", ["sf__Id", "sf__Created"])
+                if parts[1] == "successfulResults"
+                else (
+                    "failed",
+                    ["sf__Id", "sf__Error"],
+                )
+            )
+            return self._csv_response(info, [extra + job["header"], *job[key]])
+        if len(parts) == 2 and method == "GET" and parts[1] == "unprocessedrecords":
+            rows = [cells for _, cells in job["rows"][job["next"] :]] if info["state"] in ("Failed", "Aborted") else []
+            return self._csv_response(info, [job["header"], *rows])
         raise SalesforceError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
 
-    def _run_job(self, job: dict[str, Any]) -> None:
+    @staticmethod
+    def _csv_response(info: dict[str, Any], rows: list[list[str]]) -> Response:
+        text = bulk_csv.write(rows, info["columnDelimiter"], info["lineEnding"])
+        return Response(200, text, content_type="text/csv")
+
+    def _parse_job(self, job: dict[str, Any]) -> None:
         info = job["info"]
         try:
-            rows = list(csv.reader(io.StringIO(job["data"].decode("utf-8"))))
+            text = bytes(job["data"]).decode("utf-8")
         except UnicodeDecodeError:
-            info["state"] = "Failed"
-            info["errorMessage"] = "InvalidBatch : data is not UTF-8"
+            info["state"], info["errorMessage"] = "Failed", "InvalidBatch : the data is not UTF-8"
+            return
+        try:
+            rows = bulk_csv.parse(text, info["columnDelimiter"], info["lineEnding"])
+        except bulk_csv.CsvRowError as exc:
+            info["state"], info["errorMessage"] = "Failed", f"InvalidBatch : {exc}"
             return
         if not rows:
-            info["state"] = "Failed"
-            info["errorMessage"] = "InvalidBatch : No data in job"
+            info["state"], info["errorMessage"] = "Failed", "InvalidBatch : No data in job"
             return
-        header, data = rows[0], rows[1:]
-        job["header"] = header
-        sobject, ext_field = info["object"], info["externalIdFieldName"]
-        seen = Counter(dict(zip(header, r, strict=False)).get(ext_field) for r in data)
-        with self.lock:
-            for row in data:
-                raw = dict(zip(header, row, strict=False))
-                values: dict[str, Any] = {}
-                for col, val in raw.items():
-                    if val == "":  # Bulk API: an empty cell leaves the field as it is
-                        continue
-                    val = None if val == "#N/A" else val
-                    if "." in col:
-                        rel, sub = col.split(".", 1)
-                        values[rel] = {sub: val}
-                    else:
-                        values[col] = val
-                try:
-                    if info["operation"] == "upsert":
-                        ext_value = values.get(ext_field)
-                        if seen[ext_value] > 1:
-                            raise SalesforceError(
-                                400, "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {ext_value}"
-                            )
-                        record, created = self._upsert(sobject, ext_field, ext_value, values)
-                    else:
-                        record, created = self._create(sobject, values), True
-                    job["success"].append([record["Id"], "true" if created else "false", *row])
-                    info["numberRecordsProcessed"] += 1
-                except SalesforceError as exc:
-                    fields = ":".join(exc.fields)
-                    job["failed"].append(["", f"{exc.code}:{exc.message}:{fields}", *row])
-                    info["numberRecordsProcessed"] += 1
-                    info["numberRecordsFailed"] += 1
-        info["state"] = "JobComplete"
+        job["header"] = header = rows[0][1]
+        for line, cells in rows[1:]:
+            if len(cells) != len(header):
+                info["state"] = "Failed"
+                info["errorMessage"] = (
+                    f"InvalidBatch : line {line}: {len(cells)} values for {len(header)} columns in the header"
+                )
+                return
+        job["rows"] = rows[1:]
+        job["data"] = bytearray()  # parsed: the raw upload is not needed any more
+
+    def _work_job(self, job: dict[str, Any]) -> None:
+        """Process a job in the background, a chunk at a time (polls are answered in between)."""
+        while job["info"]["state"] in ("UploadComplete", "InProgress"):
+            with self.lock:
+                self._advance_job(job, chunk=10_000)
+
+    def _advance_job(self, job: dict[str, Any], chunk: int | None = None) -> None:
+        """One poll's worth of processing (``faults.bulk_rows_per_poll``, all by default)."""
+        info, faults = job["info"], self.faults
+        if faults.bulk_hold:
+            info["state"] = "InProgress"
+            return
+        if faults.bulk_background and chunk is None:
+            return  # a poll only looks; the worker thread processes
+        rows = job["rows"]
+        step = chunk or faults.bulk_rows_per_poll
+        end = len(rows) if step is None else min(len(rows), job["next"] + step)
+        sobject, ext_field, header = info["object"], info["externalIdFieldName"], job["header"]
+        key = self._ext_key
+        seen = (
+            Counter(key(dict(zip(header, c, strict=True)).get(ext_field)) for _, c in rows)
+            if job["next"] == 0
+            else None
+        )
+        if seen is not None:
+            job["seen"] = seen
+        seen = job["seen"]
+        while job["next"] < end:
+            if faults.bulk_fail_after is not None and info["numberRecordsProcessed"] >= faults.bulk_fail_after:
+                info["state"] = "Failed"
+                info["errorMessage"] = "InternalServerError : the job failed while processing; resubmit the rest"
+                return
+            _, cells = rows[job["next"]]
+            job["next"] += 1
+            values: dict[str, Any] = {}
+            for col, val in zip(header, cells, strict=True):
+                if val == "":  # an empty value is ignored (on insert, the field is not set)
+                    continue
+                val = None if val == "#N/A" else val  # #N/A sets the field to null
+                if "." in col:
+                    rel, sub = col.split(".", 1)
+                    values[rel] = {sub: val}
+                else:
+                    values[col] = val
+            try:
+                if info["operation"] == "upsert":
+                    ext_value = values.get(ext_field)
+                    if seen[key(ext_value)] > 1:
+                        raise SalesforceError(
+                            400, "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {ext_value}", [ext_field]
+                        )
+                    record, created = self._upsert(sobject, ext_field, ext_value, values)
+                else:
+                    record, created = self._create(sobject, values), True
+                job["success"].append([record["Id"], "true" if created else "false", *cells])
+            except SalesforceError as exc:
+                fields = ":".join(exc.fields)
+                job["failed"].append(["", f"{exc.code}:{exc.message}:{fields} --", *cells])
+                info["numberRecordsFailed"] += 1
+            info["numberRecordsProcessed"] += 1
+        info["state"] = "JobComplete" if job["next"] >= len(rows) else "InProgress"
