@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
-from hotcrm.leads import loader
+from hotcrm.leads import loader, numbers
 from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, cells_json, parse_text
 from hotcrm.leads.models import (
     COUNT_FIELDS,
@@ -65,6 +65,7 @@ from hotcrm.leads.reader import (
     detect_delimiter,
     is_blank,
     iter_blocks,
+    iter_records,
     map_header,
     open_text,
     ragged,
@@ -109,6 +110,7 @@ class ImportOutcome:
     size: int | None = None
     unknown_columns: list[str] = field(default_factory=list)
     unused_columns: list[str] = field(default_factory=list)
+    number_format: str | None = None  # how the file's amounts were read, and why (None: no amount column)
     error: str | None = None
     quality: dict[str, Any] | None = None
     archived_path: str | None = None
@@ -566,7 +568,12 @@ def _read_and_stage(
         header, lines, reader = read_header(text, delimiter)
         header_map = map_header(header, mapping)
         outcome.unknown_columns, outcome.unused_columns = header_map.unknown, header_map.unused
-        rows = _RowLoader(conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct)
+        amounts = _amount_format(spooled, delimiter, header_map, mapping)
+        if amounts is not None:
+            outcome.number_format = f"{amounts.name} ({amounts.why})"
+        rows = _RowLoader(
+            conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct, amounts=amounts
+        )
         try:
             texts: list[TextBlock] = []
             chars = 0
@@ -607,6 +614,21 @@ def _read_and_stage(
     stager = rows.stager
     staged = _Staged(direct, rows.keys.distinct, stager.rows, stager.now, stager.defaults)
     return header_map, (rows.email_valid, rows.required_empty, rows.email_key), staged
+
+
+def _amount_format(spooled, delimiter: str, header_map: HeaderMap, mapping: Mapping) -> numbers.AmountFormat | None:
+    """How the file writes its amounts (None when it has no amount column): the mapping's
+    ``number_format``, or in ``auto`` what the amount column's values show (a pass over it)."""
+    column = header_map.columns.get("EstimatedValue")
+    if column is None:
+        return None
+    fixed = numbers.from_setting(mapping.number_format)
+    if fixed is not None:
+        return fixed
+    with open_text(spooled.path, spooled.encoding) as text:
+        _, lines, reader = read_header(text, delimiter)
+        records = iter_records(lines, reader, len(header_map.header))
+        return numbers.infer_format(((r.line, r.cells[column].strip()) for r in records if r.error is None), delimiter)
 
 
 def _refused_by_unique_index(exc: BaseException) -> bool:
@@ -689,6 +711,7 @@ class _RowLoader:
         progress: Callable[[str], None],
         *,
         direct: bool = False,
+        amounts: numbers.AmountFormat | None = None,
     ) -> None:
         self.conn, self.outcome, self.width, self.delimiter, self.progress = conn, outcome, width, delimiter, progress
         defaults = (
@@ -707,6 +730,7 @@ class _RowLoader:
             default_source=defaults[0],
             phone_region=mapping.phone_region,
             required=mapping.required,
+            amounts=amounts or numbers.DEFAULT,
         )
         self.columnar = ColumnarRules(
             header_map.columns,
@@ -952,6 +976,7 @@ def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
             "columns used",
             ", ".join(f"{k} ← {report['columns'] and _col(report, k)}" for k in (report["columns"] or {})),
         ),
+        ("number format of amounts", outcome.number_format or ""),
         ("unknown columns (ignored)", ", ".join(outcome.unknown_columns)),
         ("columns not used (another column maps to the same field)", ", ".join(outcome.unused_columns)),
         ("rejects file", outcome.rejects_path or ""),

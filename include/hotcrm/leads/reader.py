@@ -167,6 +167,8 @@ class Mapping:
     required: list[str]
     defaults: dict[str, str] = field(default_factory=dict)
     phone_region: str = "US"
+    # How amounts are written: "auto" (from each file's values) or a format such as "1.234,56".
+    number_format: str = "auto"
 
     @classmethod
     def load(cls, path: Path = MAPPING_PATH) -> Mapping:
@@ -189,7 +191,20 @@ class Mapping:
         missing = [f for f in required if f not in fields]
         if missing:
             raise ValueError(f"{path}: required fields {missing} have no entry in 'fields'")
-        return cls(fields, list(required), dict(data.get("defaults", {})), str(data.get("phone_region", "US")))
+        from hotcrm.leads.numbers import from_setting
+
+        number_format = str(data.get("number_format", "auto"))
+        try:
+            from_setting(number_format)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        return cls(
+            fields,
+            list(required),
+            dict(data.get("defaults", {})),
+            str(data.get("phone_region", "US")),
+            number_format,
+        )
 
     def aliases(self) -> dict[str, tuple[str, int]]:
         """Normalized alias -> (field, priority); a lower priority number wins."""

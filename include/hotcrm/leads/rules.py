@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotcrm.crm.models import Contact, Lead, api_to_attr
+from hotcrm.leads.numbers import DEFAULT as DEFAULT_AMOUNTS
+from hotcrm.leads.numbers import AmountFormat
 
 REQUIRED_FIELDS = ("FirstName", "LastName", "Company", "Email")
 # Fields a lead may be created with, from files or the API.
@@ -145,11 +147,13 @@ def normalize_lead(
     default_source: str = "Import",
     phone_region: str = DEFAULT_PHONE_REGION,
     required: Iterable[str] = REQUIRED_FIELDS,
+    amounts: AmountFormat = DEFAULT_AMOUNTS,
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """Validate and normalize one lead given by API names.
 
     Strings are trimmed and empty strings become missing; Email is lower-cased; Phone goes
-    to E.164; lengths are checked against the columns; LeadSource defaults to
+    to E.164; EstimatedValue is read in the ``amounts`` number format (a decimal point by
+    default); lengths are checked against the columns; LeadSource defaults to
     ``default_source`` and Status to ``New``. Returns the clean values and every error
     (an empty list when the lead is valid). Unknown fields are errors.
     """
@@ -163,7 +167,7 @@ def normalize_lead(
         if value is None or value == "":
             continue
         clean[field] = value
-    return _check_present(clean, errors, default_source, phone_region, required)
+    return _check_present(clean, errors, default_source, phone_region, required, amounts)
 
 
 def row_normalizer(
@@ -172,6 +176,7 @@ def row_normalizer(
     default_source: str = "Import",
     phone_region: str = DEFAULT_PHONE_REGION,
     required: Iterable[str] = REQUIRED_FIELDS,
+    amounts: AmountFormat = DEFAULT_AMOUNTS,
 ) -> Callable[[Sequence[str]], tuple[dict[str, Any], list[FieldError]]]:
     """:func:`normalize_lead` for the rows of one file, worked out once for its columns.
 
@@ -186,7 +191,9 @@ def row_normalizer(
 
         def generic(cells: Sequence[str]) -> tuple[dict[str, Any], list[FieldError]]:
             values = {f: cells[i] for f, i in columns}
-            return normalize_lead(values, default_source=default_source, phone_region=phone_region, required=required)
+            return normalize_lead(
+                values, default_source=default_source, phone_region=phone_region, required=required, amounts=amounts
+            )
 
         return generic
 
@@ -202,7 +209,7 @@ def row_normalizer(
                 clean[field] = value
                 if len(value) > limit:
                     short = False
-        return _check_present(clean, [], default_source, phone_region, required, short)
+        return _check_present(clean, [], default_source, phone_region, required, amounts, short)
 
     return normalize
 
@@ -218,6 +225,7 @@ def _check_present(
     default_source: str,
     phone_region: str,
     required: Iterable[str],
+    amounts: AmountFormat,
     short: bool = False,
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """The rules on the fields present (trimmed, non-empty, known): the rest of :func:`normalize_lead`.
@@ -241,12 +249,10 @@ def _check_present(
             errors.append(FieldError("Phone", str(exc)))
     if "EstimatedValue" in clean:
         try:
-            amount = Decimal(str(clean["EstimatedValue"]).replace(",", ""))
-            if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
-                raise InvalidOperation
-            clean["EstimatedValue"] = amount.quantize(Decimal("0.01"))
-        except (InvalidOperation, ValueError):
-            errors.append(FieldError("EstimatedValue", f"{clean.pop('EstimatedValue')!r} is not an amount"))
+            clean["EstimatedValue"] = parse_amount(clean["EstimatedValue"], amounts)
+        except ValueError as exc:
+            clean.pop("EstimatedValue")
+            errors.append(FieldError("EstimatedValue", str(exc)))
     limits = _limits()
     if short and len(clean.get("Email", "")) <= limits["Email"] and len(clean.get("Phone", "")) <= limits["Phone"]:
         too_long = []
@@ -258,6 +264,20 @@ def _check_present(
     clean.setdefault("LeadSource", default_source)
     clean.setdefault("Status", "New")
     return clean, errors
+
+
+def parse_amount(value: Any, amounts: AmountFormat = DEFAULT_AMOUNTS) -> Decimal:
+    """An amount to the cent: a string read in the ``amounts`` number format, a number as it
+    is; ValueError with the reason otherwise."""
+    if isinstance(value, str):
+        return amounts.parse(value)
+    try:
+        amount = Decimal(str(value))
+        if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{value!r} is not an amount") from None
+    return amount.quantize(Decimal("0.01"))
 
 
 @dataclass(frozen=True)
