@@ -21,6 +21,9 @@ from hotcrm.leads.reader import HeaderMap
 CELLS = {
     "FirstName": [
         "Ada",
+        "José",
+        "Łukasz",
+        "Søren",
         "  Ada  ",
         "",
         "   ",
@@ -62,6 +65,23 @@ CELLS = {
         "4155550132 ",
         "+14155550132",
         "(415) 155-0132",
+        # International and foreign national numbers, as the realistic benchmark file writes them.
+        "+33 6 12 34 56 78",
+        "+33 (0)1 23 45 67 89",
+        "+49 (0)30 1234567",
+        "+49 89 12345678",
+        "+44 20 7946 0958",
+        "+44 7700 900123",
+        "+44 180020 1234",
+        "+34 612 34 56 78",
+        "+48 12 345 67 89",
+        "+55 11 91234-5678",
+        "+7 8 495 123 45 67",
+        "+999 1234",
+        "+0 12 34",
+        "06 12 34 56 78",
+        "030 1234567",
+        "020 7946 0958",
     ],
     "LeadSource": ["", "Web", " Partner ", "s" * 101],
     "Status": ["", "Working", "q" * 41],
@@ -187,12 +207,13 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
 
 def test_email_keys_say_whether_every_hash_is_new():
     rnd = random.Random(11)
-    for _ in range(30):
+    for _ in range(60):
         keys, model, seen_all_new = _EmailKeys(), set(), True
+        keys.BATCH = rnd.choice([1, 3, 4_096])
         for _ in range(rnd.randint(1, 40)):
             if rnd.random() < 0.5:
                 key = rnd.randint(0, 300)
-                assert keys.add(key) == (key not in model)
+                keys.add(key)  # checked in batches
                 seen_all_new &= key not in model
                 model.add(key)
             else:
@@ -201,7 +222,11 @@ def test_email_keys_say_whether_every_hash_is_new():
                 assert keys.add_many(np.array(batch, dtype=np.int64)) == new
                 seen_all_new &= new
                 model |= set(batch)
-        assert keys.distinct == seen_all_new
+            if rnd.random() < 0.2:
+                keys.flush()
+                assert keys.distinct == seen_all_new
+        keys.flush()
+        assert keys.distinct == seen_all_new and not keys.pending
 
 
 def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():

@@ -1,7 +1,7 @@
 """The lead rules for many rows at once, column by column, for the plain rows of a file.
 
 Almost every row of a lead file is plain: ASCII-trimmable cells within their column sizes,
-a plain email, a plainly written North American phone number or none. Such rows are
+a plain email, a plainly written North American or international phone number or none. Such rows are
 validated and normalized here with Arrow compute kernels (C++, no Python per cell), which is
 what lets an import keep up with the database. Every other row (an error to report, an
 email or phone that needs the full validators, an amount, unusual whitespace) is left to
@@ -12,6 +12,7 @@ each other on random rows).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,25 @@ _PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
 _SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
 _NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
 _NANP_NATIONAL = "^" + rules._NANP_NATIONAL.pattern + "$"
+_INTL_CHARS = "^" + rules._INTL_CHARS.pattern + "$"
+
+
+@functools.cache
+def _international_sets() -> tuple[pa.Array, pa.Array, dict[int, pa.Array]]:
+    """:func:`rules.international_plans` as Arrow value sets: the calling codes; ``code:length``
+    for each possible national length; per prefix length, ``code:prefix`` for the national
+    prefixes that send a number to phonenumbers."""
+    codes, plans = rules.international_plans()
+    lengths = [f"{code}:{n}" for code, (_, possible) in plans.items() for n in possible if n >= 2]
+    prefixes: dict[int, list[str]] = {}
+    for code, (literals, _) in plans.items():
+        for literal in literals:
+            prefixes.setdefault(len(literal), []).append(f"{code}:{literal}")
+    return (
+        pa.array(sorted(codes), pa.string()),
+        pa.array(sorted(lengths), pa.string()),
+        {size: pa.array(sorted(keys), pa.string()) for size, keys in prefixes.items()},
+    )
 
 
 @dataclass
@@ -227,9 +247,10 @@ class ColumnarRules:
         return ok, pc.ascii_lower(value)
 
     def _phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Which trimmed values are plainly written North American numbers (see
-        ``rules._plain_nanp``), and them in E.164; null where not."""
-        digits = value  # only the plain characters matter (the others fail _NANP_CHARS)
+        """Which trimmed values are plainly written North American or international numbers
+        (see ``rules._plain_nanp`` and ``rules._plain_international``), and them in E.164;
+        null where not."""
+        digits = value  # only the plain characters matter (the others fail the character checks)
         for mark in "+ ().-":
             digits = pc.replace_substring(digits, mark, "")
         length = pc.binary_length(digits)
@@ -245,7 +266,36 @@ class ColumnarRules:
             national = pc.if_else(pc.and_(plus, leading_one), without_one, null)
         ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
         ok = pc.fill_null(ok, False)
-        return ok, pc.binary_join_element_wise("+1", national, "")
+        nanp = pc.binary_join_element_wise("+1", national, "")
+        if not pc.any(pc.and_(plus, pc.invert(ok))).as_py():
+            return ok, nanp
+        international = self._international(value, digits, length)
+        e164 = pc.if_else(ok, nanp, pc.if_else(international, pc.binary_join_element_wise("+", digits, ""), null))
+        return pc.or_(ok, international), e164
+
+    @staticmethod
+    def _international(value: pa.Array, digits: pa.Array, length: pa.Array) -> pa.Array:
+        """Which values are ``+<code> <number>`` as ``rules._plain_international`` takes them."""
+        codes, lengths, prefixes = _international_sets()
+        heads = [pc.utf8_slice_codeunits(digits, 0, size) for size in (1, 2, 3)]
+        known = [pc.is_in(head, value_set=codes) for head in heads]
+        code = pc.if_else(known[0], heads[0], pc.if_else(known[1], heads[1], pc.if_else(known[2], heads[2], _NULL)))
+        national = pc.if_else(
+            known[0],
+            pc.utf8_slice_codeunits(digits, 1),
+            pc.if_else(known[1], pc.utf8_slice_codeunits(digits, 2), pc.utf8_slice_codeunits(digits, 3)),
+        )
+        size = pc.cast(pc.binary_length(national), pa.string())
+        ok = pc.and_(
+            pc.and_(pc.match_substring_regex(value, _INTL_CHARS), pc.greater_equal(length, 3)),
+            pc.and_(
+                pc.less_equal(length, 15), pc.is_in(pc.binary_join_element_wise(code, size, ":"), value_set=lengths)
+            ),
+        )
+        for width, keys in prefixes.items():
+            start = pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(national, 0, width), ":")
+            ok = pc.and_(ok, pc.invert(pc.is_in(start, value_set=keys)))
+        return pc.fill_null(ok, False)
 
     @staticmethod
     def _raw(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:

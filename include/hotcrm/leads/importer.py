@@ -652,44 +652,49 @@ class _Staged:
 class _EmailKeys:
     """The email hashes of the rows sent so far: is each new one distinct from all before?
 
-    A sorted array (8 bytes a row) and a small set for rows that come one at a time. Equal
+    A sorted array (8 bytes a row); the hashes of rows that come one at a time wait in a list
+    and are checked in batches, like those of a column-wise batch (a per-row look-up in the
+    array cost a numpy call, and a GIL hand-over to the loader's thread, per row). Equal
     hashes of different emails count as a repeat: the staged merge then finds the truth.
     """
 
+    BATCH = 4_096
+
     def __init__(self) -> None:
         self.sorted = np.empty(0, dtype=np.int64)
-        self.recent: set[int] = set()
+        self.pending: list[int] = []
         self.distinct = True
 
     def _seen(self, keys: np.ndarray) -> np.ndarray:
-        position = np.minimum(np.searchsorted(self.sorted, keys), max(len(self.sorted) - 1, 0))
-        found = self.sorted[position] == keys if len(self.sorted) else np.zeros(len(keys), dtype=bool)
-        if self.recent:
-            found |= np.isin(keys, np.fromiter(self.recent, dtype=np.int64, count=len(self.recent)))
-        return found
+        if not len(self.sorted):
+            return np.zeros(len(keys), dtype=bool)
+        position = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        return self.sorted[position] == keys
 
-    def add(self, key: int) -> bool:
-        """Note one hash; False when it was seen before."""
-        new = key not in self.recent and not self._seen(np.array([key], dtype=np.int64))[0]
-        self.recent.add(key)
-        if len(self.recent) >= 4_096:
-            self._fold(np.empty(0, dtype=np.int64))
-        self.distinct &= new
-        return new
+    def add(self, key: int) -> None:
+        """Note one hash; :attr:`distinct` says whether it was new once the batch is checked
+        (at :meth:`flush`, at the next :meth:`add_many`, or when the batch is full)."""
+        self.pending.append(key)
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Check the hashes noted one at a time; False when one was seen before."""
+        if not self.pending:
+            return True
+        keys, self.pending = np.array(self.pending, dtype=np.int64), []
+        return self.add_many(keys)
 
     def add_many(self, keys: np.ndarray) -> bool:
         """Note a batch of hashes; False when one was seen before or is in the batch twice."""
+        if self.pending:
+            self.flush()
         unique = np.unique(keys)
         new = len(unique) == len(keys) and not self._seen(unique).any()
-        self._fold(unique)
+        # Sorted runs: the stable sort (timsort) merges them in about one pass.
+        self.sorted = np.sort(np.concatenate([self.sorted, unique]), kind="stable")
         self.distinct &= new
         return new
-
-    def _fold(self, unique: np.ndarray) -> None:
-        recent = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
-        self.recent = set()
-        # Sorted runs: the stable sort (timsort) merges them in about one pass.
-        self.sorted = np.sort(np.concatenate([self.sorted, np.sort(recent), unique]), kind="stable")
 
 
 class _RowLoader:
@@ -783,8 +788,10 @@ class _RowLoader:
             self._reject(_issue(self.outcome.file_id, line, reason, cells, email))
             return
         # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
-        if key is not None and not self.keys.add(key):
-            self._repeated(line)
+        if key is not None:
+            self.keys.add(key)
+            if not self.keys.distinct:
+                self._repeated(line)
         self.stager.add(_stage_row(line, clean, self.plan, cells))
 
     def text(self, blocks: list[TextBlock]) -> None:
@@ -799,9 +806,9 @@ class _RowLoader:
         self.rows(parsed.cells, parsed.offsets + first, plain_text=not parsed.unusual, padded=parsed.padded)
 
     def block(self, block: Block) -> None:
-        """Lines parsed by the csv module, each one record."""
+        """Records parsed by the csv module (a quoted line break may make one span lines)."""
         numbers, good = [], []
-        for number, cells in enumerate(block.rows, block.first):
+        for number, cells in zip(block.numbers(), block.rows, strict=True):
             if len(cells) == self.width:
                 numbers.append(number)
                 good.append(cells)
@@ -832,9 +839,13 @@ class _RowLoader:
             columns = [c.take(take).to_pylist() for c in cells]
             for number, row_cells in zip(lines[others].tolist(), zip(*columns, strict=True), strict=True):
                 self.row(number, list(row_cells))
+            if not self.keys.flush():
+                self._repeated()
 
     def finish(self) -> None:
         """Send what is still buffered and wait until the database has it all."""
+        if not self.keys.flush():
+            self._repeated()
         self.stager.add_issues(self.issues)
         self.issues = []
         self.stager.close()

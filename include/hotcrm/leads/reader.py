@@ -359,11 +359,19 @@ class TextBlock:
 
 @dataclass(slots=True)
 class Block:
-    """Physical lines parsed by the csv module, each one whole record: ``rows[i]`` is line
-    ``first + i`` (blank lines included, widths not checked)."""
+    """Physical lines parsed by the csv module into whole records: ``rows[i]`` starts at line
+    ``first + i``, or at ``first + offsets[i]`` when a record spans several lines (blank
+    lines included, widths not checked)."""
 
     first: int
     rows: list[list[str]]
+    offsets: list[int] | None = None
+
+    def numbers(self) -> list[int]:
+        """The first line of each record."""
+        if self.offsets is None:
+            return list(range(self.first, self.first + len(self.rows)))
+        return [self.first + offset for offset in self.offsets]
 
 
 def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | Block | Record]:
@@ -387,9 +395,9 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             if quote not in text and max(map(len, block)) < FIELD_LIMIT:
                 yield TextBlock(first, text, len(block))
                 continue
-            rows = _parse_block(block, dialect)
-            if rows is not None:
-                yield Block(first, rows)
+            parsed = _parse_block(block, dialect, width)
+            if parsed is not None:
+                yield Block(first, *parsed)
                 continue
             lines.push_back(list(enumerate(block, first)))
         record = _next_record(lines, reader, width)
@@ -399,20 +407,34 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             yield record
 
 
-def _parse_block(block: list[str], dialect: Any) -> list[list[str]] | None:
-    """The block's rows when each of its lines is one whole record, else None.
+def _parse_block(block: list[str], dialect: Any, width: int) -> tuple[list[list[str]], list[int] | None] | None:
+    """The block's records and, when one spans several lines, each one's first line (offset in
+    the block); None when the block is not made of whole, well-formed records.
 
-    A blank sentinel line after the block shows whether the last line closed its quotes:
-    if it did not, the sentinel is swallowed into its field and the count is short.
+    A record may span several lines (a quoted line break) when it has the header's width and
+    at most ``MAX_RECORD_LINES`` lines, as :func:`_next_record` takes it; anything else that
+    spans lines is left to it (an unbalanced quote). A blank sentinel line after the block
+    shows whether the last record closed its quotes: if it did not, the sentinel is swallowed.
     """
+    reader = csv.reader([*block, "\n"], dialect)
+    rows: list[list[str]] = []
+    offsets: list[int] = []
+    start = 0
     try:
-        rows = list(csv.reader([*block, "\n"], dialect))
+        for row in reader:
+            end = reader.line_num
+            if end - start > 1 and (len(row) != width or end - start > MAX_RECORD_LINES):
+                return None
+            rows.append(row)
+            offsets.append(start)
+            start = end
     except csv.Error:
         return None
-    if len(rows) != len(block) + 1 or rows[-1]:
+    if not rows or rows[-1] or offsets[-1] != len(block):
         return None
     rows.pop()
-    return rows
+    offsets.pop()
+    return rows, (None if len(rows) == len(block) else offsets)
 
 
 def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
@@ -425,8 +447,11 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
         if isinstance(item, Record):
             yield item
             continue
-        rows = item.rows if isinstance(item, Block) else csv.reader(item.lines, reader.dialect)
-        for number, row in enumerate(rows, item.first):
+        if isinstance(item, Block):
+            numbered = zip(item.numbers(), item.rows, strict=True)
+        else:
+            numbered = enumerate(csv.reader(item.lines, reader.dialect), item.first)
+        for number, row in numbered:
             if is_blank(row):
                 continue
             if len(row) == width:

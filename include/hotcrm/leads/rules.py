@@ -62,6 +62,8 @@ _NANP_CHARS = re.compile(r"\+?[0-9 ().-]+")
 _NANP_NATIONAL = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
 _NANP_REGIONS = ("US", "CA")
 _NON_DIGITS = re.compile(r"[^0-9]")
+# An international number (a leading +) written with digits, spaces, dots, dashes and parentheses only.
+_INTL_CHARS = re.compile(r"\+[0-9 ().-]+")
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,59 @@ def _plain_nanp(value: str, region: str) -> str | None:
     return "+1" + national
 
 
+@functools.cache
+def international_plans() -> tuple[frozenset[str], dict[str, tuple[tuple[str, ...], frozenset[int]]]]:
+    """Every country calling code, and for those (but 1) whose numbers phonenumbers reads by
+    the digits' lengths alone: code -> (national prefixes, possible national lengths).
+
+    For ``+<code><national>``, phonenumbers takes the first 1-3 digits that are a calling code,
+    strips the code's national prefix from the rest (``national_prefix_for_parsing``) when it
+    starts with it, and checks the length against the code's metadata: with no prefix to
+    strip (none, or literal prefixes such as ``0|180020`` the number does not start with) the
+    E.164 form is the digits as written. Codes whose prefix is a pattern are left to phonenumbers.
+    """
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+    plans: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {}
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+        if code == 1 or metadata is None or metadata.general_desc is None:
+            continue
+        prefix = metadata.national_prefix_for_parsing or ""
+        lengths = metadata.general_desc.possible_length or (-1,)
+        if not re.fullmatch(r"(?:[0-9]+(?:\|[0-9]+)*)?", prefix) or lengths[0] == -1:
+            continue
+        local = metadata.general_desc.possible_length_local_only or ()
+        plans[str(code)] = (tuple(prefix.split("|")) if prefix else (), frozenset(lengths) | frozenset(local))
+    return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE), plans
+
+
+def _plain_international(value: str) -> str | None:
+    """The E.164 form of a plainly written ``+<code> <number>`` that :func:`international_plans`
+    covers (what phonenumbers gives, without it), else None (use phonenumbers)."""
+    if not _INTL_CHARS.fullmatch(value):
+        return None
+    digits = _NON_DIGITS.sub("", value)
+    codes, plans = international_plans()
+    code = next((digits[:size] for size in (1, 2, 3) if digits[:size] in codes), None)
+    if code is None or len(digits) < 3 or len(digits) > 15 or code not in plans:
+        return None
+    prefixes, lengths = plans[code]
+    national = digits[len(code) :]
+    if len(national) not in lengths or len(national) < 2 or national.startswith(prefixes):
+        return None
+    return "+" + digits
+
+
 def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """The phone number in E.164 (``+14155550123``); ValueError when it cannot be read as one.
 
-    Numbers without a country code are read as ``region`` numbers.
+    Numbers without a country code are read as ``region`` numbers. Plainly written North
+    American and international numbers take fast paths that give what phonenumbers gives.
     """
     plain = _plain_nanp(value, region)
+    if plain is None and value[:1] == "+":
+        plain = _plain_international(value)
     if plain is not None:
         return plain
     try:
