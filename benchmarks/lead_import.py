@@ -129,47 +129,55 @@ def _ascii(name: str) -> str:
 def _real_phone(rnd: random.Random) -> str:
     """A phone as people type them: US national formats, international numbers written the
     way each country groups them, a few foreign national ones, or none."""
-    d = lambda n: "".join(rnd.choice("0123456789") for _ in range(n))  # noqa: E731
-    area, line = f"{rnd.randint(2, 9)}{d(2)}", f"{rnd.randint(2, 9)}{d(2)}"
+    digits = f"{rnd.getrandbits(40):013d}"[-12:]
+    a, b, c, e = digits[0:2], digits[2:4], digits[4:6], digits[6:8]
+    area, line, last4 = f"{rnd.randint(2, 9)}{a}", f"{rnd.randint(2, 9)}{b}", digits[8:12]
     kind = rnd.random()
     if kind < 0.2:
         return ""
     if kind < 0.62:
-        return rnd.choice(
-            [
-                f"({area}) {line}-{d(4)}",
-                f"{area}-{line}-{d(4)}",
-                f"{area}.{line}.{d(4)}",
-                f"+1 {area} {line} {d(4)}",
-                f"1-{area}-{line}-{d(4)}",
-                f"+1 ({area}) {line}-{d(4)}",
-            ]  # fmt: skip
-        )
+        shapes = [
+            f"({area}) {line}-{last4}",
+            f"{area}-{line}-{last4}",
+            f"{area}.{line}.{last4}",
+            f"+1 {area} {line} {last4}",
+            f"1-{area}-{line}-{last4}",
+            f"+1 ({area}) {line}-{last4}",
+        ]
+        return shapes[rnd.randrange(len(shapes))]
     if kind < 0.97:
-        return rnd.choice(
-            [
-                f"+33 6 {d(2)} {d(2)} {d(2)} {d(2)}",
-                f"+33 (0)1 {d(2)} {d(2)} {d(2)} {d(2)}",
-                f"+49 (0)30 {rnd.randint(2, 9)}{d(6)}",
-                f"+49 89 {rnd.randint(2, 9)}{d(7)}",
-                f"+44 20 7946 {d(4)}",
-                f"+44 7700 {d(6)}",
-                f"+34 6{d(2)} {d(2)} {d(2)} {d(2)}",
-                f"+48 12 {d(3)} {d(2)} {d(2)}",
-                f"+46 8 {d(3)} {d(3)} {d(2)}",
-                f"+41 44 {d(3)} {d(2)} {d(2)}",
-                f"+55 11 9{d(4)}-{d(4)}",
-                f"+45 {d(2)} {d(2)} {d(2)} {d(2)}",
-            ]
-        )
+        shapes = [
+            f"+33 6 {a} {b} {c} {e}",
+            f"+33 (0)1 {a} {b} {c} {e}",
+            f"+49 (0)30 {rnd.randint(2, 9)}{a}{b}{c}",
+            f"+49 89 {rnd.randint(2, 9)}{a}{b}{c}{e[0]}",
+            f"+44 20 7946 {last4}",
+            f"+44 7700 {a}{b}{c}",
+            f"+34 6{a} {b} {c} {e}",
+            f"+48 12 {a}{b[0]} {c} {e}",
+            f"+46 8 {a}{b[0]} {b[1]}{c} {e}",
+            f"+41 44 {a}{b[0]} {c} {e}",
+            f"+55 11 9{a}{b}-{c}{e}",
+            f"+45 {a} {b} {c} {e}",
+        ]
+        return shapes[rnd.randrange(len(shapes))]
     # National formats of other countries: read as US numbers (the mapping's phone_region).
-    return rnd.choice([f"06 {d(2)} {d(2)} {d(2)} {d(2)}", f"030 {rnd.randint(2, 9)}{d(6)}", f"020 7946 {d(4)}"])
+    shapes = [f"06 {a} {b} {c} {e}", f"030 {rnd.randint(2, 9)}{a}{b}{c}", f"020 7946 {last4}"]
+    return shapes[rnd.randrange(len(shapes))]
+
+
+_REAL_DOMAINS = ["".join(c for c in _ascii(name) if c.isalnum())[:12] for name in REAL_COMPANY]
+_REAL_ASCII = ({n: _ascii(n) for n in REAL_FIRST}, {n: _ascii(n) for n in REAL_LAST})
+
+
+def _real_name(serial: int) -> tuple[str, str]:
+    return REAL_FIRST[serial % len(REAL_FIRST)], REAL_LAST[serial * 7 // 11 % len(REAL_LAST)]
 
 
 def _real_email(serial: int) -> str:
-    first, last = REAL_FIRST[serial % len(REAL_FIRST)], REAL_LAST[serial * 7 // 11 % len(REAL_LAST)]
-    domain = "".join(c for c in _ascii(REAL_COMPANY[serial % 10]) if c.isalnum())[:12]
-    return f"{_ascii(first)}.{_ascii(last)}.{serial}@{domain}{serial % 499}.example.com"
+    first, last = _real_name(serial)
+    domain = _REAL_DOMAINS[serial % len(_REAL_DOMAINS)]
+    return f"{_REAL_ASCII[0][first]}.{_REAL_ASCII[1][last]}.{serial}@{domain}{serial % 499}.example.com"
 
 
 def generate_realistic(path: Path, rows: int, seed: int = 11, repeat_share: float = 0.01, bad_share: float = 0.01):
@@ -190,7 +198,7 @@ def generate_realistic(path: Path, rows: int, seed: int = 11, repeat_share: floa
             email = _real_email(serial)
             if serial != i:
                 email = rnd.choice([email.upper(), email.title(), f" {email} ", email.capitalize()])
-            first, last = REAL_FIRST[serial % len(REAL_FIRST)], REAL_LAST[serial * 7 // 11 % len(REAL_LAST)]
+            first, last = _real_name(serial)
             city, country = rnd.choice(REAL_CITY)
             note = ""
             if rnd.random() < 0.05:

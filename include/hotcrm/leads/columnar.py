@@ -2,8 +2,9 @@
 
 Almost every row of a lead file is plain: ASCII-trimmable cells within their column sizes,
 a plain email, a plainly written North American or international phone number or none. Such rows are
-validated and normalized here with Arrow compute kernels (C++, no Python per cell), which is
-what lets an import keep up with the database. Every other row (an error to report, an
+validated and normalized here with Arrow compute kernels (C++, no Python per cell, but for
+the phone numbers that need phonenumbers), which is what lets an import keep up with the
+database. Every other row (an error to report, an
 email or phone that needs the full validators, an amount, unusual whitespace) is left to
 :func:`hotcrm.leads.rules.row_normalizer`, so a row comes out exactly as the per-row rules
 make it whichever way it goes (``tests/unit/test_lead_columnar.py`` checks the two against
@@ -220,7 +221,7 @@ class ColumnarRules:
                 ok, value = self._email(value)
                 plain = pc.and_(plain, ok)
             elif field == "Phone":
-                ok, value = self._phone(value)  # null where there is none
+                ok, value = self._phone(value, pc.and_(plain, present))  # null where there is none
                 plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
                 every_present = True
             values[api_to_attr(field)] = value if every_present else pc.if_else(present, value, _NULL)
@@ -246,7 +247,29 @@ class ColumnarRules:
         ok = pc.and_(ok, pc.invert(pc.match_substring_regex(value, _SPECIAL_USE_TLD)))
         return ok, pc.ascii_lower(value)
 
-    def _phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
+    def _phone(self, value: pa.Array, candidates: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are phone numbers, and them in E.164 (null where not).
+
+        Plainly written North American and international numbers (see ``rules._plain_nanp``
+        and ``rules._plain_international``) column-wise; the other ``candidates`` (rows still
+        plain) one by one through :func:`rules.normalize_phone`, so that a national prefix or
+        a national number of another country does not send its whole row to the per-row rules.
+        """
+        ok, e164 = self._plain_phone(value)
+        rest = np.flatnonzero(pc.and_(candidates, pc.invert(ok)).to_numpy(zero_copy_only=False))
+        if not len(rest):
+            return ok, e164
+        region = self.phone_region
+        found = [_phone_or_none(text, region) for text in value.take(pa.array(rest)).to_pylist()]
+        hits = np.array([number is not None for number in found], dtype=bool)
+        if not hits.any():
+            return ok, e164
+        mask = np.zeros(len(value), dtype=bool)
+        mask[rest[hits]] = True
+        numbers = pa.array([number for number in found if number is not None], pa.string())
+        return pc.or_(ok, pa.array(mask)), pc.replace_with_mask(e164, pa.array(mask), numbers)
+
+    def _plain_phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
         """Which trimmed values are plainly written North American or international numbers
         (see ``rules._plain_nanp`` and ``rules._plain_international``), and them in E.164;
         null where not."""
@@ -317,6 +340,13 @@ class ColumnarRules:
         for position, row_cells in zip(rows, zip(*columns, strict=True), strict=True):
             encoded[position] = cells_json(row_cells)
         return pa.array(encoded, pa.string())
+
+
+def _phone_or_none(value: str, region: str) -> str | None:
+    try:
+        return rules.normalize_phone(value, region)
+    except ValueError:
+        return None
 
 
 def cells_json(cells: Sequence[str]) -> str:

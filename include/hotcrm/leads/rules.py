@@ -160,9 +160,31 @@ def _plain_international(value: str) -> str | None:
         return None
     prefixes, lengths = plans[code]
     national = digits[len(code) :]
-    if len(national) not in lengths or len(national) < 2 or national.startswith(prefixes):
+    if national.startswith(prefixes):  # "+49 (0)30 ...": strip the prefix as phonenumbers would
+        national = _strip_national_prefix(code, national, prefixes)
+        if national is None:
+            return None
+    if len(national) not in lengths or len(national) < 2 or len(code) + len(national) > 15:
         return None
-    return "+" + digits
+    return "+" + code + national
+
+
+def _strip_national_prefix(code: str, national: str, prefixes: tuple[str, ...]) -> str | None:
+    """The national significant number phonenumbers makes of ``national`` (which starts with
+    one of the code's literal national prefixes), with its own pattern and length checks; None
+    when the code's metadata transforms the prefix (left to phonenumbers)."""
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+    from phonenumbers.phonenumberutil import ValidationResult, _match_national_number, _test_number_length
+
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), region_code_for_country_code(int(code)))
+    if metadata is None or metadata.national_prefix_transform_rule:
+        return None
+    prefix = next(p for p in prefixes if national.startswith(p))  # the alternation's first match
+    general, stripped = metadata.general_desc, national[len(prefix) :]
+    if _match_national_number(national, general, False) and not _match_national_number(stripped, general, False):
+        return national
+    short = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+    return national if _test_number_length(stripped, metadata) in short else stripped
 
 
 def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
