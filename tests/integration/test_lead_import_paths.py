@@ -23,7 +23,19 @@ from hotcrm.leads import columnar, importer, loader, reader
 from hotcrm.leads.importer import import_lead_file
 from hotcrm.leads.models import ImportFile, ImportIssue
 
-FIRST = ["Ada", "  Grace ", "Zoë", "Łukasz", "Søren", "\u00a0Linus", "Tim\x1c", "x" * 41, "Mary\tAnn", "O'Brien", 'Say "hi"']
+FIRST = [
+    "Ada",
+    "  Grace ",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "\u00a0Linus",
+    "Tim\x1c",
+    "x" * 41,
+    "Mary\tAnn",
+    "O'Brien",
+    'Say "hi"',
+]
 COMPANY = ["Engines Ltd", "Co, Ltd", "Line\nBreak Inc", "back\\slash", "  Spaces  ", "z" * 256, "ACME"]
 PHONE = ["", "(415) 555-0132", "+1 212 555 0100", "+44 20 7946 0018", "12", "555-0100", "212.555.0199"]
 # The realistic benchmark file's shapes: international numbers with and without a national
