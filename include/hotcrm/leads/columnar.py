@@ -1,11 +1,11 @@
 """The lead rules for many rows at once, column by column, for the plain rows of a file.
 
 Almost every row of a lead file is plain: ASCII-trimmable cells within their column sizes,
-a plain email, a plainly written North American or international phone number or none. Such rows are
-validated and normalized here with Arrow compute kernels (C++, no Python per cell, but for
-the phone numbers that need phonenumbers), which is what lets an import keep up with the
-database. Every other row (an error to report, an
-email or phone that needs the full validators, an amount, unusual whitespace) is left to
+a plain email, a phone number or none, an amount or none. Such rows are validated and
+normalized here with Arrow compute kernels (C++, no Python per cell; phones that need
+phonenumbers and amounts are read one by one with the per-row functions), which is what
+lets an import keep up with the database. Every other row (an error to report, an email
+that needs the full validator, unusual whitespace) is left to
 :func:`hotcrm.leads.rules.row_normalizer`, so a row comes out exactly as the per-row rules
 make it whichever way it goes (``tests/unit/test_lead_columnar.py`` checks the two against
 each other on random rows).
@@ -26,6 +26,7 @@ import pyarrow.csv as pcsv
 
 from hotcrm.crm.models import api_to_attr
 from hotcrm.leads import rules
+from hotcrm.leads.numbers import AmountFormat
 
 # Characters str.strip() removes that an ASCII trim does not, other controls and the BOM:
 # a cell holding one anywhere takes the per-row path. (Literal characters above ASCII, so
@@ -176,18 +177,16 @@ class ColumnarRules:
         *,
         phone_region: str = rules.DEFAULT_PHONE_REGION,
         required: Sequence[str] = rules.REQUIRED_FIELDS,
+        amounts: AmountFormat = rules.DEFAULT_AMOUNTS,
     ) -> None:
         self.columns = dict(columns)
         self.lead_columns = tuple(lead_columns)
         self.required = tuple(required)
         self.phone_region = phone_region
+        self.amounts = amounts
         self.limits = rules._limits()
-        # Fields it cannot decide alone: an amount needs Decimal, unknown fields the generic path.
-        self.enabled = (
-            "Email" in self.columns
-            and "EstimatedValue" not in self.columns
-            and set(self.columns) <= set(rules.WRITABLE_FIELDS)
-        )
+        # Unknown fields take the generic per-row path.
+        self.enabled = "Email" in self.columns and set(self.columns) <= set(rules.WRITABLE_FIELDS)
 
     def apply(
         self, cells: Sequence[pa.Array], *, plain_text: bool = False, padded: bool = True, raw: bool = True
@@ -222,6 +221,10 @@ class ColumnarRules:
                 plain = pc.and_(plain, ok)
             elif field == "Phone":
                 ok, value = self._phone(value, pc.and_(plain, present))  # null where there is none
+                plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
+                every_present = True
+            elif field == "EstimatedValue":
+                ok, value = self._amount(value, pc.and_(plain, present))  # null where there is none
                 plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
                 every_present = True
             values[api_to_attr(field)] = value if every_present else pc.if_else(present, value, _NULL)
@@ -268,6 +271,18 @@ class ColumnarRules:
         mask[rest[hits]] = True
         numbers = pa.array([number for number in found if number is not None], pa.string())
         return pc.or_(ok, pa.array(mask)), pc.replace_with_mask(e164, pa.array(mask), numbers)
+
+    def _amount(self, value: pa.Array, candidates: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values of the ``candidates`` are amounts in the file's number format,
+        and them to the cent as text (what the per-row path stages); null where not. One by
+        one through :func:`rules.parse_amount`: the same reading either way."""
+        rest = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
+        found = [_amount_or_none(text, self.amounts) for text in value.take(pa.array(rest)).to_pylist()]
+        hits = np.array([amount is not None for amount in found], dtype=bool)
+        mask = np.zeros(len(value), dtype=bool)
+        mask[rest[hits]] = True
+        amounts = pa.array([amount for amount in found if amount is not None], pa.string())
+        return pa.array(mask), pc.replace_with_mask(pa.nulls(len(value), pa.string()), pa.array(mask), amounts)
 
     def _plain_phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
         """Which trimmed values are plainly written North American or international numbers
@@ -340,6 +355,13 @@ class ColumnarRules:
         for position, row_cells in zip(rows, zip(*columns, strict=True), strict=True):
             encoded[position] = cells_json(row_cells)
         return pa.array(encoded, pa.string())
+
+
+def _amount_or_none(value: str, amounts: AmountFormat) -> str | None:
+    try:
+        return str(rules.parse_amount(value, amounts))
+    except ValueError:
+        return None
 
 
 def _phone_or_none(value: str, region: str) -> str | None:

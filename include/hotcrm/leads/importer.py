@@ -742,6 +742,7 @@ class _RowLoader:
             loader.LEAD_COLUMNS,
             phone_region=mapping.phone_region,
             required=mapping.required,
+            amounts=amounts or numbers.DEFAULT,
         )
         self.email_col = header_map.columns.get("Email")
         self.plan = _stage_plan(header_map)
