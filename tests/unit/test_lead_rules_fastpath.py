@@ -239,7 +239,7 @@ def test_international_fast_path_agrees_for_every_calling_code():
     prefix or not, the way people group them."""
     rnd = random.Random(13)
     codes, plans = rules.international_plans()
-    taken = 0
+    taken, taken_with_pattern = 0, 0
     for code in sorted(codes):
         prefixes = plans.get(code, ((), frozenset()))[0]
         for _ in range(40):
@@ -250,6 +250,8 @@ def test_international_fast_path_agrees_for_every_calling_code():
             value = rnd.choice(["+{}{}{}", "+{} {} {}", "+{} ({}) {}", "+{}-{}.{}", "+{} {}-{}"]).format(
                 code, national[:cut], national[cut:]
             )
-            taken += rules._plain_international(value) is not None
+            fast = rules._plain_international(value) is not None
+            taken += fast
+            taken_with_pattern += fast and code in rules._pattern_plans()
             assert fast_phone(value) == slow_phone(value), value
-    assert taken > 1_000  # the fast path was exercised, not only the fallback
+    assert taken > 1_000 and taken_with_pattern > 20  # the fast paths were exercised, not only the fallback

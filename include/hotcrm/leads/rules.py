@@ -148,6 +148,28 @@ def international_plans() -> tuple[frozenset[str], dict[str, tuple[tuple[str, ..
     return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE), plans
 
 
+@functools.cache
+def _pattern_plans() -> dict[str, tuple[re.Pattern[str], frozenset[int]]]:
+    """The calling codes (but 1) whose national prefix is a pattern (Brazil's, China's...):
+    code -> (that pattern, possible national lengths). A number that does not start with a
+    match of it has nothing stripped, so its lengths decide, as for the literal prefixes."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+    codes, plans = international_plans()
+    patterns: dict[str, tuple[re.Pattern[str], frozenset[int]]] = {}
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+        if code == 1 or str(code) in plans or metadata is None or metadata.general_desc is None:
+            continue
+        lengths = metadata.general_desc.possible_length or (-1,)
+        if lengths[0] == -1 or not metadata.national_prefix_for_parsing:
+            continue
+        local = metadata.general_desc.possible_length_local_only or ()
+        pattern = re.compile(metadata.national_prefix_for_parsing)
+        patterns[str(code)] = (pattern, frozenset(lengths) | frozenset(local))
+    return patterns
+
+
 def _plain_international(value: str) -> str | None:
     """The E.164 form of a plainly written ``+<code> <number>`` that :func:`international_plans`
     covers (what phonenumbers gives, without it), else None (use phonenumbers)."""
@@ -156,10 +178,15 @@ def _plain_international(value: str) -> str | None:
     digits = _NON_DIGITS.sub("", value)
     codes, plans = international_plans()
     code = next((digits[:size] for size in (1, 2, 3) if digits[:size] in codes), None)
-    if code is None or len(digits) < 3 or len(digits) > 15 or code not in plans:
+    if code is None or len(digits) < 3 or len(digits) > 15:
         return None
-    prefixes, lengths = plans[code]
     national = digits[len(code) :]
+    if code not in plans:
+        pattern, lengths = _pattern_plans().get(code, (None, frozenset()))
+        if pattern is None or pattern.match(national) or len(national) not in lengths or len(national) < 2:
+            return None
+        return "+" + digits
+    prefixes, lengths = plans[code]
     if national.startswith(prefixes):  # "+49 (0)30 ...": strip the prefix as phonenumbers would
         national = _strip_national_prefix(code, national, prefixes)
         if national is None:
