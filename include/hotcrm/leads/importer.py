@@ -748,10 +748,9 @@ class _RowLoader:
         self.plan = _stage_plan(header_map)
         self.required_columns = [header_map.columns[f] for f in mapping.required]
 
-    def _repeated(self, line: int | None = None) -> None:
+    def _repeated(self) -> None:
         if self.direct:
-            where = f"line {line}" if line is not None else "a line"
-            raise loader.DirectLoadAbandoned(f"{where} repeats the email of an earlier line")
+            raise loader.DirectLoadAbandoned("a line repeats the email of an earlier line")
 
     def _count(self, rows: int = 1) -> None:
         before, self.read = self.read, self.read + rows
@@ -791,8 +790,8 @@ class _RowLoader:
         # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
         if key is not None:
             self.keys.add(key)
-            if not self.keys.distinct:
-                self._repeated(line)
+            if not self.keys.distinct:  # (found in a batch of hashes: maybe another line's)
+                self._repeated()
         self.stager.add(_stage_row(line, clean, self.plan, cells))
 
     def text(self, blocks: list[TextBlock]) -> None:
