@@ -2,18 +2,27 @@
 
     .venv/bin/python benchmarks/lead_import.py                 # 1,000,000 rows (2% bad)
     .venv/bin/python benchmarks/lead_import.py --rows 100000 --rss-rows 25000
+    .venv/bin/python benchmarks/lead_import.py --rows 100000 --rss-rows 100000 --naive-rows 200
 
-In one run it generates a realistic CSV of N leads, then measures, each in a fresh child
-process (so peak RSS is that phase's own):
+In one run it generates CSV files of N leads, then measures, each in a fresh child process
+(so peak RSS is that phase's own):
 
 - ``full/postgresql`` and ``full/sqlite``: ``import_lead_file`` end to end (read, validate,
-  quality suite, load, ledger, reports); all new leads, so it loads them directly;
+  quality suite, load, ledger, reports) of a clean generated file (2% bad rows); all new
+  leads, so it loads them directly;
 - ``full/postgresql+repeats``: the same for a file where ``--repeat-share`` (1%) of the rows
   repeat an earlier row's email, which the direct load gives way to the staged merge for;
-- ``raw/postgresql``: ``COPY`` of the file into an UNLOGGED table of text columns;
+- ``full/postgresql+realistic`` and ``full/sqlite+realistic``: a realistic file
+  (:func:`generate_realistic`: accented names, phones of several countries in their own
+  formats, quoted cells with commas, quotes and line breaks, 1% invalid rows, 1% repeated
+  emails in another case or with spaces: staged and merged);
+- ``raw/postgresql``: ``COPY`` of the clean file into an UNLOGGED table of text columns;
   ``raw/sqlite``: ``executemany`` of the parsed rows in one transaction;
 - ``naive/postgresql``: per row, validate + INSERT + COMMIT, on a sample (``--naive-rows``);
 - ``full/postgresql`` again at ``--rss-rows`` rows, for the peak-RSS ratio.
+
+Each import prints its counts (inserted, updated, duplicates, rejected), so the repeated
+emails are seen to reach the merge.
 
 PostgreSQL is a throwaway server on loopback (the test suite's: ``fsync=off``), unless
 ``--pg-url`` names one. Prints rows/s, peak RSS and the ratios the issue sets targets for.
@@ -43,21 +52,26 @@ INDUSTRY = ["Technology", "Finance", "Healthcare", "Retail", "Manufacturing", "E
 CITY = [("Boston", "USA"), ("London", "United Kingdom"), ("Berlin", "Germany"), ("Austin", "USA"), ("Paris", "France")]
 
 
-def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7, repeat_share: float = 0.0) -> None:
+def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7, repeat_share: float = 0.0) -> int:
     """A CSV of ``rows`` leads; ``bad_share`` of them are bad in one of several ways, and
-    ``repeat_share`` repeat the email of an earlier row (so the import must merge, not load directly)."""
+    ``repeat_share`` repeat the email of an earlier row (so the import must merge, not load
+    directly). Returns the number of rows written with an earlier row's email."""
     rnd = random.Random(seed)
+    repeats = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(HEADER)
         for i in range(rows):
-            first, last = rnd.choice(FIRST), rnd.choice(LAST)
             city, country = rnd.choice(CITY)
+            serial = _serial(rnd, i, repeat_share)
+            repeats += serial != i
+            first, last = FIRST[serial % len(FIRST)], LAST[serial * 7 // 11 % len(LAST)]
             row = [
                 first,
                 last,
                 f"{last} {rnd.choice(['Inc', 'Ltd', 'GmbH', 'LLC', 'Partners'])} {i % 5000}",
-                f"{first}.{last}.{_serial(rnd, i, repeat_share)}@company{i % 997}.example.com",
+                # A function of the serial only: a repeated serial is a repeated email.
+                f"{first}.{last}.{serial}@company{serial % 997}.example.com",
                 f"+1 ({rnd.randint(201, 989)}) 555-{rnd.randint(0, 9999):04d}" if rnd.random() < 0.8 else "",
                 rnd.choice(["CTO", "VP Sales", "Engineer", "Buyer", ""]),
                 rnd.choice(INDUSTRY),
@@ -75,11 +89,152 @@ def generate(path: Path, rows: int, bad_share: float = 0.02, seed: int = 7, repe
                 else:
                     row = row[:5]
             writer.writerow(row)
+    return repeats
 
 
 def _serial(rnd: random.Random, i: int, repeat_share: float) -> int:
     """The email's serial: the row's own, or (``repeat_share`` of the time) an earlier row's."""
     return rnd.randrange(i) if repeat_share and i and rnd.random() < repeat_share else i
+
+
+# The realistic file: what CRM exports from several countries look like.
+REAL_HEADER = [*HEADER, "Notes"]
+REAL_FIRST = [
+    *("José", "François", "Zoë", "Søren", "Łukasz", "Ñuño", "Björn", "Anaïs", "Jürgen", "Małgorzata"),
+    *("María", "Siobhán", "Ada", "Grace", "Chloé", "Dvořák", "Ingrid", "Miguel Ángel", "Øyvind", "Ana"),
+]
+REAL_LAST = [
+    *("Müller", "Groß", "Østergaard", "Łącki", "Núñez", "García", "O'Brien", "Nguyễn", "Weiß", "Dubois"),
+    *("Kowalski", "Smith", "Johansson", "Ferreira", "Lefèvre", "Schröder", "Hernández", "Brontë"),
+]
+REAL_COMPANY = [
+    *("Müller & Söhne, GmbH", "Société Générale", "Łódź Logistics", "Acme, Inc.", "Nørre Data ApS"),
+    *("Telefónica", "Café Crème SARL", "Zürich Re", "Smith & Co", "Straße Bau AG"),
+]
+REAL_CITY = [
+    *(("Washington, D.C.", "USA"), ("São Paulo", "Brazil"), ("München", "Germany"), ("Paris", "France")),
+    *(("Kraków", "Poland"), ("Malmö", "Sweden"), ("London", "United Kingdom"), ("Austin", "USA")),
+    *(("Zürich", "Switzerland"), ("A Coruña", "Spain")),
+]
+_TRANSLIT = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", " ": "", "'": ""})
+
+
+def _ascii(name: str) -> str:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", name.translate(_TRANSLIT))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def _real_phone(rnd: random.Random) -> str:
+    """A phone as people type them: US national formats, international numbers written the
+    way each country groups them, a few foreign national ones, or none."""
+    digits = f"{rnd.getrandbits(40):013d}"[-12:]
+    a, b, c, e = digits[0:2], digits[2:4], digits[4:6], digits[6:8]
+    area, line, last4 = f"{rnd.randint(2, 9)}{a}", f"{rnd.randint(2, 9)}{b}", digits[8:12]
+    kind = rnd.random()
+    if kind < 0.2:
+        return ""
+    if kind < 0.62:
+        shapes = [
+            f"({area}) {line}-{last4}",
+            f"{area}-{line}-{last4}",
+            f"{area}.{line}.{last4}",
+            f"+1 {area} {line} {last4}",
+            f"1-{area}-{line}-{last4}",
+            f"+1 ({area}) {line}-{last4}",
+        ]
+        return shapes[rnd.randrange(len(shapes))]
+    if kind < 0.97:
+        shapes = [
+            f"+33 6 {a} {b} {c} {e}",
+            f"+33 (0)1 {a} {b} {c} {e}",
+            f"+49 (0)30 {rnd.randint(2, 9)}{a}{b}{c}",
+            f"+49 89 {rnd.randint(2, 9)}{a}{b}{c}{e[0]}",
+            f"+44 20 7946 {last4}",
+            f"+44 7700 {a}{b}{c}",
+            f"+34 6{a} {b} {c} {e}",
+            f"+48 12 {a}{b[0]} {c} {e}",
+            f"+46 8 {a}{b[0]} {b[1]}{c} {e}",
+            f"+41 44 {a}{b[0]} {c} {e}",
+            f"+55 11 9{a}{b}-{c}{e}",
+            f"+45 {a} {b} {c} {e}",
+        ]
+        return shapes[rnd.randrange(len(shapes))]
+    # National formats of other countries: read as US numbers (the mapping's phone_region).
+    shapes = [f"06 {a} {b} {c} {e}", f"030 {rnd.randint(2, 9)}{a}{b}{c}", f"020 7946 {last4}"]
+    return shapes[rnd.randrange(len(shapes))]
+
+
+_REAL_DOMAINS = ["".join(c for c in _ascii(name) if c.isalnum())[:12] for name in REAL_COMPANY]
+_REAL_ASCII = ({n: _ascii(n) for n in REAL_FIRST}, {n: _ascii(n) for n in REAL_LAST})
+
+
+def _real_name(serial: int) -> tuple[str, str]:
+    return REAL_FIRST[serial % len(REAL_FIRST)], REAL_LAST[serial * 7 // 11 % len(REAL_LAST)]
+
+
+def _real_email(serial: int) -> str:
+    first, last = _real_name(serial)
+    domain = _REAL_DOMAINS[serial % len(_REAL_DOMAINS)]
+    return f"{_REAL_ASCII[0][first]}.{_REAL_ASCII[1][last]}.{serial}@{domain}{serial % 499}.example.com"
+
+
+def generate_realistic(path: Path, rows: int, seed: int = 11, repeat_share: float = 0.01, bad_share: float = 0.01):
+    """A realistic CSV of ``rows`` leads: accented names, phones of several countries in their
+    own formats, quoted cells with commas, quotes and line breaks; ``repeat_share`` of the rows
+    repeat an earlier row's email in another case or with spaces around it (the later row
+    wins); ``bad_share`` are invalid. Returns the rows written with a repeated email."""
+    rnd = random.Random(seed)
+    repeats = 0
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(REAL_HEADER)
+        for i in range(rows):
+            serial = i
+            if i and rnd.random() < repeat_share:
+                serial = rnd.randrange(i)
+                repeats += 1
+            email = _real_email(serial)
+            if serial != i:
+                email = rnd.choice([email.upper(), email.title(), f" {email} ", email.capitalize()])
+            first, last = _real_name(serial)
+            city, country = rnd.choice(REAL_CITY)
+            note = ""
+            if rnd.random() < 0.05:
+                note = rnd.choice(
+                    [
+                        "Met at the booth, wants a demo",
+                        "Call back\nafter the 15th",
+                        'Said "not now", try Q3',
+                        "Budget: 12.500,00 €",
+                        "Intro via Zoë\r\nCC: sales, marketing",
+                    ]  # fmt: skip
+                )
+            row = [
+                first,
+                last,
+                rnd.choice(REAL_COMPANY),
+                email,
+                _real_phone(rnd),
+                rnd.choice(["CTO", "Directeur Général", "Geschäftsführer", "VP Sales, EMEA", "Ingeniero", ""]),
+                rnd.choice(INDUSTRY),
+                city,
+                country,
+                note,
+            ]
+            if rnd.random() < bad_share:
+                kind = rnd.randrange(4)
+                if kind == 0:
+                    row[3] = email.replace("@", " at ")
+                elif kind == 1:
+                    row[1] = ""
+                elif kind == 2:
+                    row[4] = "12"
+                else:
+                    row = row[:6]
+            writer.writerow(row)
+    return repeats
 
 
 def _peak_rss_mb() -> float:
@@ -216,6 +371,9 @@ def main() -> None:
         default=0.01,
         help="share of repeated emails in a second file, which the import must merge (0: skip that phase)",
     )
+    parser.add_argument(
+        "--skip-realistic", action="store_true", help="skip the realistic file (accents, phones, quotes, repeats)"
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
@@ -239,34 +397,47 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="hotcrm-bench-") as tmp:
             work = Path(tmp)
+            files = {}
             for rows in sorted({args.rows, args.rss_rows}, reverse=True):
-                path = work / f"leads_{rows}.csv"
-                started = time.perf_counter()
-                generate(path, rows)
-                size_mb = path.stat().st_size / 1e6
-                print(f"generated {rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f}s")
+                files[f"clean@{rows}"] = _timed_generate(work / f"leads_{rows}.csv", rows, generate, rows)
             if args.repeat_share:
-                generate(work / f"leads_{args.rows}_repeats.csv", args.rows, repeat_share=args.repeat_share)
-            plan = [("full", "postgresql", args.rows), ("raw", "postgresql", args.rows)]
+                path = work / f"leads_{args.rows}_repeats.csv"
+                files["repeats"] = _timed_generate(path, args.rows, generate, args.rows, repeat_share=args.repeat_share)
+            if not args.skip_realistic:
+                path = work / f"leads_{args.rows}_realistic.csv"
+                files["realistic"] = _timed_generate(path, args.rows, generate_realistic, args.rows)
+            clean = f"clean@{args.rows}"
+            plan = [("full", "postgresql", clean, ""), ("raw", "postgresql", clean, "")]
             if args.repeat_share:
-                plan.append(("full", "postgresql", f"{args.rows}_repeats"))
+                plan.append(("full", "postgresql", "repeats", "+repeats"))
+            if not args.skip_realistic:
+                plan.append(("full", "postgresql", "realistic", "+realistic"))
             if not args.skip_sqlite:
-                plan += [("full", "sqlite", args.rows), ("raw", "sqlite", args.rows)]
-            plan.append(("naive", "postgresql", args.rows))
+                plan += [("full", "sqlite", clean, ""), ("raw", "sqlite", clean, "")]
+                if not args.skip_realistic:
+                    plan.append(("full", "sqlite", "realistic", "+realistic"))
+            plan.append(("naive", "postgresql", clean, ""))
             if args.rss_rows != args.rows:
-                plan.append(("full", "postgresql", args.rss_rows))
-            for phase, kind, rows in plan:
+                plan.append(("full", "postgresql", f"clean@{args.rss_rows}", f"@{args.rss_rows}"))
+            for phase, kind, file_key, label in plan:
                 url = _fresh_database(kind, work, pg)
                 dispose_engine(url)
-                phase_work = work / f"{phase}-{kind}-{rows}"
+                key = f"{phase}/{kind}{label}"
+                phase_work = work / key.replace("/", "-")
                 phase_work.mkdir()
-                result = _run_phase(phase, url, work / f"leads_{rows}.csv", phase_work, args.naive_rows)
+                result = _run_phase(phase, url, files[file_key], phase_work, args.naive_rows)
                 result["rate"] = result["rows"] / result["seconds"]
-                key = f"{phase}/{kind}" + ("" if rows == args.rows else "+repeats" if "_" in str(rows) else f"@{rows}")
                 results[key] = result
+                outcome = result.get("outcome")
+                counts = ""
+                if outcome:
+                    counts = (
+                        f"  inserted {outcome['inserted']:,} updated {outcome['updated']:,} "
+                        f"duplicates {outcome['duplicates']:,} rejected {outcome['rejected']:,}"
+                    )
                 print(
-                    f"{key:24s} {result['rows']:>10,} rows {result['seconds']:8.1f}s "
-                    f"{result['rate']:>10,.0f} rows/s  peak RSS {result['peak_rss_mb']:6.0f} MB",
+                    f"{key:26s} {result['rows']:>10,} rows {result['seconds']:8.1f}s "
+                    f"{result['rate']:>10,.0f} rows/s  peak RSS {result['peak_rss_mb']:6.0f} MB{counts}",
                     flush=True,
                 )
     finally:
@@ -280,6 +451,14 @@ def main() -> None:
     if "full/postgresql+repeats" in results and "raw/postgresql" in results:
         ratio = results["full/postgresql+repeats"]["rate"] / results["raw/postgresql"]["rate"]
         print(f"  full/raw   postgresql, {args.repeat_share:.0%} repeated emails (staged merge) {ratio:.2f}")
+    for kind in ("postgresql", "sqlite"):
+        realistic, clean_key = f"full/{kind}+realistic", f"full/{kind}"
+        if realistic in results and clean_key in results:
+            ratio = results[realistic]["rate"] / results[clean_key]["rate"]
+            print(f"  realistic/clean {kind:10s} {ratio:.2f}  (target >= 0.5)")
+    if "full/postgresql+realistic" in results and "raw/postgresql" in results:
+        ratio = results["full/postgresql+realistic"]["rate"] / results["raw/postgresql"]["rate"]
+        print(f"  realistic (staged merge)/raw postgresql {ratio:.2f}  (target >= 0.25)")
     if "naive/postgresql" in results:
         print(
             f"  full/naive postgresql {results['full/postgresql']['rate'] / results['naive/postgresql']['rate']:.0f}x"
@@ -288,6 +467,15 @@ def main() -> None:
     if small in results:
         ratio = results["full/postgresql"]["peak_rss_mb"] / results[small]["peak_rss_mb"]
         print(f"  peak RSS {args.rows:,} rows / {args.rss_rows:,} rows (postgresql): {ratio:.2f}")
+
+
+def _timed_generate(path: Path, rows: int, generator, *args, **kwargs) -> Path:
+    started = time.perf_counter()
+    repeats = generator(path, *args, **kwargs)
+    size_mb = path.stat().st_size / 1e6
+    extra = f", {repeats:,} rows repeat an earlier email" if repeats is not None else ""
+    print(f"generated {path.name}: {rows:,} rows ({size_mb:.0f} MB{extra}) in {time.perf_counter() - started:.1f}s")
+    return path
 
 
 if __name__ == "__main__":

@@ -23,11 +23,28 @@ from hotcrm.leads import columnar, importer, loader, reader
 from hotcrm.leads.importer import import_lead_file
 from hotcrm.leads.models import ImportFile, ImportIssue
 
-FIRST = ["Ada", "  Grace ", "Zoë", "\u00a0Linus", "Tim\x1c", "x" * 41, "Mary\tAnn", "O'Brien", 'Say "hi"']
+FIRST = [
+    "Ada",
+    "  Grace ",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "\u00a0Linus",
+    "Tim\x1c",
+    "x" * 41,
+    "Mary\tAnn",
+    "O'Brien",
+    'Say "hi"',
+]
 COMPANY = ["Engines Ltd", "Co, Ltd", "Line\nBreak Inc", "back\\slash", "  Spaces  ", "z" * 256, "ACME"]
 PHONE = ["", "(415) 555-0132", "+1 212 555 0100", "+44 20 7946 0018", "12", "555-0100", "212.555.0199"]
+# The realistic benchmark file's shapes: international numbers with and without a national
+# prefix to strip, a code whose prefix is a pattern, foreign national numbers.
+PHONE += ["+33 6 12 34 56 78", "+49 (0)30 1234567", "+55 11 91234-5678", "06 12 34 56 78", "020 7946 0958"]
 SOURCE = ["", "Web", " Partner ", "Trade show"]
 AMOUNT = ["", "1200.5", "1,000", "abc"]
+# A semicolon file's amounts: decimal commas, grouped thousands, currency marks, an ambiguous one.
+AMOUNT_EU = ["", "1.200,50", "12.500", "1\u00a0234,56", "€ 7,-", "$1,200.50", "abc"]
 
 
 def _email(rnd: random.Random, serial: int, pool: list[str]) -> str:
@@ -52,7 +69,8 @@ def random_file(seed: int) -> str:
     if seed % 3 == 0:
         header.append("Estimated Value")  # an amount column: every row takes the per-row rules
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=";" if seed % 4 == 2 else ",")
+    delimiter = ";" if seed % 4 == 2 else ","
+    writer = csv.writer(out, delimiter=delimiter)
     writer.writerow(header)
     pool: list[str] = []
     for serial in range(120):
@@ -72,7 +90,7 @@ def random_file(seed: int) -> str:
                 rnd.choice(["", "CTO", "t" * 129]),
             ]
         if "Estimated Value" in header:
-            row.append(rnd.choice(AMOUNT))
+            row.append(rnd.choice(AMOUNT_EU if delimiter == ";" else AMOUNT))
         if not clean and rnd.random() < 0.04:
             row = row[:3]  # ragged
         writer.writerow(row)

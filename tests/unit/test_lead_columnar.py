@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hotcrm.leads import loader, rules
+from hotcrm.leads import loader, numbers, rules
 from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _scan, cells_from_rows, parse_text
 from hotcrm.leads.columnar import cells_json as _cells_json
 from hotcrm.leads.importer import _EmailKeys, _stage_plan, _stage_row
@@ -21,6 +21,9 @@ from hotcrm.leads.reader import HeaderMap
 CELLS = {
     "FirstName": [
         "Ada",
+        "José",
+        "Łukasz",
+        "Søren",
         "  Ada  ",
         "",
         "   ",
@@ -62,6 +65,23 @@ CELLS = {
         "4155550132 ",
         "+14155550132",
         "(415) 155-0132",
+        # International and foreign national numbers, as the realistic benchmark file writes them.
+        "+33 6 12 34 56 78",
+        "+33 (0)1 23 45 67 89",
+        "+49 (0)30 1234567",
+        "+49 89 12345678",
+        "+44 20 7946 0958",
+        "+44 7700 900123",
+        "+44 180020 1234",
+        "+34 612 34 56 78",
+        "+48 12 345 67 89",
+        "+55 11 91234-5678",
+        "+7 8 495 123 45 67",
+        "+999 1234",
+        "+0 12 34",
+        "06 12 34 56 78",
+        "030 1234567",
+        "020 7946 0958",
     ],
     "LeadSource": ["", "Web", " Partner ", "s" * 101],
     "Status": ["", "Working", "q" * 41],
@@ -69,6 +89,7 @@ CELLS = {
     "Website": ["", "https://example.com"],
     "State": ["", "CA"],
     "OwnerId": ["", "owner-1"],
+    "EstimatedValue": ["", "1200.5", "1,000", "12.500", "1.234,56", "€ 1.200,-", "1\u00a0234,56", "-3", "abc", " 7 "],
 }
 
 
@@ -92,6 +113,7 @@ def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them
         columns = dict(zip(fields, positions, strict=True))
         required = [f for f in rules.REQUIRED_FIELDS if f in columns]
         region = rnd.choice(["US", "US", "CA", "GB"])
+        amounts = rnd.choice([numbers.DEFAULT, numbers.AmountFormat(","), numbers.AmountFormat(None)])
         rows = []
         for _ in range(60):
             cells = [rnd.choice(["", "extra", 'q"uote', "ctl\x01"]) for _ in range(width)]
@@ -99,14 +121,14 @@ def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them
                 pool = CELLS[field]
                 cells[position] = pool[0] if rnd.random() < 0.5 else rnd.choice(pool)  # plenty of plain rows
             rows.append(cells)
-        rules_c = ColumnarRules(columns, loader.LEAD_COLUMNS, phone_region=region, required=required)
+        rules_c = ColumnarRules(columns, loader.LEAD_COLUMNS, phone_region=region, required=required, amounts=amounts)
         result = rules_c.apply(cells_from_rows(rows, width))
         assert len(result.plain) == len(rows)
         plain_rows = [row for row, plain in zip(rows, result.plain, strict=True) if plain]
         assert len(result.emails) == len(plain_rows)
         staged = {c: result.values[c].to_pylist() for c in loader.LEAD_COLUMNS}
         for i, cells in enumerate(plain_rows):
-            expected = staged_by_rows(columns, width, cells, phone_region=region, required=required)
+            expected = staged_by_rows(columns, width, cells, phone_region=region, required=required, amounts=amounts)
             assert expected is not None, (columns, cells)  # a plain row is a valid row
             got = [7, *(staged[c][i] for c in loader.LEAD_COLUMNS), result.raw[i].as_py()]
             assert got == expected, (columns, cells)
@@ -116,14 +138,17 @@ def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them
                 assert plain, (columns, row)
 
 
-def test_plain_looking_rows_are_plain_and_an_amount_column_turns_the_rules_off():
+def test_plain_looking_rows_are_plain_and_amounts_are_read_in_the_files_format():
     columns = {"FirstName": 0, "LastName": 1, "Company": 2, "Email": 3, "Phone": 4}
     rows = [["Ada", "Lovelace", "Engines", f"ada{i}@Example.com", "(415) 555-0132"] for i in range(5)]
     result = ColumnarRules(columns, loader.LEAD_COLUMNS).apply(cells_from_rows(rows, 5))
     assert result.plain.all() and result.emails[0] == "ada0@example.com"
     assert result.values["phone"].to_pylist()[0] == "+14155550132"
-    with_amount = ColumnarRules({**columns, "EstimatedValue": 5}, loader.LEAD_COLUMNS)
-    assert not with_amount.apply(cells_from_rows([[*rows[0], "12"]], 6)).plain.any()
+    german = ColumnarRules({**columns, "EstimatedValue": 5}, loader.LEAD_COLUMNS, amounts=numbers.AmountFormat(","))
+    amounts = ["12.500,00", "", "1.200,-", "$1,200.50", "12.500"]
+    result = german.apply(cells_from_rows([[*row, a] for row, a in zip(rows, amounts, strict=True)], 6))
+    assert result.plain.tolist() == [True, True, True, False, True]  # the US amount: per row, rejected there
+    assert result.values["estimated_value"].to_pylist() == ["12500.00", None, "1200.00", "12500.00"]
 
 
 # The reference for the byte scan: what a text block's cells may hold that the column checks must see.
@@ -187,12 +212,13 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
 
 def test_email_keys_say_whether_every_hash_is_new():
     rnd = random.Random(11)
-    for _ in range(30):
+    for _ in range(60):
         keys, model, seen_all_new = _EmailKeys(), set(), True
+        keys.BATCH = rnd.choice([1, 3, 4_096])
         for _ in range(rnd.randint(1, 40)):
             if rnd.random() < 0.5:
                 key = rnd.randint(0, 300)
-                assert keys.add(key) == (key not in model)
+                keys.add(key)  # checked in batches
                 seen_all_new &= key not in model
                 model.add(key)
             else:
@@ -201,7 +227,11 @@ def test_email_keys_say_whether_every_hash_is_new():
                 assert keys.add_many(np.array(batch, dtype=np.int64)) == new
                 seen_all_new &= new
                 model |= set(batch)
-        assert keys.distinct == seen_all_new
+            if rnd.random() < 0.2:
+                keys.flush()
+                assert keys.distinct == seen_all_new
+        keys.flush()
+        assert keys.distinct == seen_all_new and not keys.pending
 
 
 def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():

@@ -238,3 +238,21 @@ def test_block_parsing_gives_what_record_by_record_parsing_gives(seed, monkeypat
     for block_chars in (1, 50, 4096, 1 << 20):
         monkeypatch.setattr(reader_module, "BLOCK_CHARS", block_chars)
         assert _records(text, delimiter) == expected, block_chars
+
+
+def test_quoted_line_breaks_keep_a_block_whole_with_each_records_first_line():
+    """A record with a quoted line break no longer sends its whole block record by record
+    (the realistic file's notes did that to every block)."""
+    import io
+
+    from hotcrm.leads.reader import Block, iter_blocks
+
+    text = 'a,b\n1,"x\ny"\n2,z\n3,"p\r\nq\r\nr"\n\n4,w\n'
+    header, lines, reader = read_header(io.StringIO(text, newline=""), ",")
+    items = list(iter_blocks(lines, reader, len(header)))
+    assert len(items) == 1 and isinstance(items[0], Block)
+    assert items[0].numbers() == [2, 4, 5, 8, 9]
+    assert items[0].rows == [["1", "x\ny"], ["2", "z"], ["3", "p\r\nq\r\nr"], [], ["4", "w"]]
+    # A record spanning lines with the wrong width is an unbalanced quote: left to the record-by-record path.
+    header, lines, reader = read_header(io.StringIO('a,b\n"x\ny",1,2\n3,w\n', newline=""), ",")
+    assert not any(isinstance(item, Block) for item in iter_blocks(lines, reader, 2))

@@ -210,3 +210,27 @@ def test_a_utf8_header_is_recognised_when_the_cp1252_rows_come_megabytes_later(t
     spooled, _, header, records = parse(tmp_path, data)
     assert spooled.encoding == MIXED_ENCODING and header[0] == "Prénom"
     assert records[-1].cells[:3] == ["Zoë", "Müller", "Café"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # A quote "closed" by a quote inside the next line, the fields still adding up to the header's.
+        'A,B,C\nx,y,"open\np"r\nu,v,w\n',
+        # A quoted line break that closes cleanly: one record of two lines.
+        'A,B,C\nx,y,"two\nlines"\nu,v,w\n',
+        # A quoted field past the longest allowed (limits below) before its last line.
+        'A,B,C\nx,y,"' + "z" * 40 + "\n" + "z" * 40 + '"\nu,v,w\n',
+    ],
+)
+def test_blocks_and_records_read_a_file_the_same_way(tmp_path, monkeypatch, data):
+    """A block parsed whole (quoted line breaks included) gives the records that reading it
+    record by record gives: same lines, cells and errors."""
+    limits = Limits(max_field_chars=32)
+    seen = []
+    for block_chars in (1, 1 << 20):  # one line a block (record by record), the whole file a block
+        monkeypatch.setattr(reader_module, "BLOCK_CHARS", block_chars)
+        (tmp_path / str(block_chars)).mkdir()
+        records = parse(tmp_path / str(block_chars), data.encode(), limits)[3]
+        seen.append([(r.line, r.cells, r.error) for r in records])
+    assert seen[0] == seen[1]

@@ -194,3 +194,64 @@ def test_staged_cells_json_is_what_the_json_encoder_gives():
     plain = ["Ada", "Lovelace", "Engines Ltd, London", "ada@example.com", "", "Zoë"]
     assert _cells_json(plain) == _encode_json(plain)
     assert _JSON_ESCAPED_RE.search("".join(plain)) is None  # the joined fast path is taken
+
+
+INTERNATIONAL = [
+    "+33 6 12 34 56 78",
+    "+33 (0)1 23 45 67 89",
+    "+49 (0)30 1234567",
+    "+49 89 12345678",
+    "+44 20 7946 0958",
+    "+44 (0)20 7946 0958",
+    "+44 7700 900123",
+    "+34 612 34 56 78",
+    "+48 12 345 67 89",
+    "+46 8 123 456 78",
+    "+41 44 123 45 67",
+    "+55 11 91234-5678",
+    "+45 32 12 34 56",
+    "+39 06 1234 5678",
+    "+7 (495) 123-45-67",
+    "+7 8 495 123 45 67",
+    "+86 10 1234 5678",
+    "+800 1234 5678",
+    "+999 1234",
+    "+0 123 456",
+    "+33",
+    "+3",
+    "+ 33 6 12",
+    "+(33) 6-12-34-56-78",
+    "+33 6 12 34 56 78 9",
+    "+1 415 555 0132",
+    "+4420 7946 0958",
+    "+44 180020 1234",
+]
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE"])
+@pytest.mark.parametrize("value", INTERNATIONAL)
+def test_international_fast_path_agrees_with_phonenumbers(value, region):
+    assert fast_phone(value, region) == slow_phone(value, region)
+
+
+def test_international_fast_path_agrees_for_every_calling_code():
+    """Random numbers for each calling code: lengths around the possible ones, a national
+    prefix or not, the way people group them."""
+    rnd = random.Random(13)
+    codes, plans = rules.international_plans()
+    taken, taken_with_pattern = 0, 0
+    for code in sorted(codes):
+        prefixes = plans.get(code, ((), frozenset()))[0]
+        for _ in range(40):
+            national = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 16)))
+            if prefixes and rnd.random() < 0.3:
+                national = rnd.choice(prefixes) + national
+            cut = rnd.randint(0, len(national))
+            value = rnd.choice(["+{}{}{}", "+{} {} {}", "+{} ({}) {}", "+{}-{}.{}", "+{} {}-{}"]).format(
+                code, national[:cut], national[cut:]
+            )
+            fast = rules._plain_international(value) is not None
+            taken += fast
+            taken_with_pattern += fast and code in rules._pattern_plans()
+            assert fast_phone(value) == slow_phone(value), value
+    assert taken > 1_000 and taken_with_pattern > 20  # the fast paths were exercised, not only the fallback

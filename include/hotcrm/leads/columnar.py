@@ -1,10 +1,11 @@
 """The lead rules for many rows at once, column by column, for the plain rows of a file.
 
 Almost every row of a lead file is plain: ASCII-trimmable cells within their column sizes,
-a plain email, a plainly written North American phone number or none. Such rows are
-validated and normalized here with Arrow compute kernels (C++, no Python per cell), which is
-what lets an import keep up with the database. Every other row (an error to report, an
-email or phone that needs the full validators, an amount, unusual whitespace) is left to
+a plain email, a phone number or none, an amount or none. Such rows are validated and
+normalized here with Arrow compute kernels (C++, no Python per cell; phones that need
+phonenumbers and amounts are read one by one with the per-row functions), which is what
+lets an import keep up with the database. Every other row (an error to report, an email
+that needs the full validator, unusual whitespace) is left to
 :func:`hotcrm.leads.rules.row_normalizer`, so a row comes out exactly as the per-row rules
 make it whichever way it goes (``tests/unit/test_lead_columnar.py`` checks the two against
 each other on random rows).
@@ -12,6 +13,7 @@ each other on random rows).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,7 @@ import pyarrow.csv as pcsv
 
 from hotcrm.crm.models import api_to_attr
 from hotcrm.leads import rules
+from hotcrm.leads.numbers import AmountFormat
 
 # Characters str.strip() removes that an ASCII trim does not, other controls and the BOM:
 # a cell holding one anywhere takes the per-row path. (Literal characters above ASCII, so
@@ -40,6 +43,25 @@ _PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
 _SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
 _NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
 _NANP_NATIONAL = "^" + rules._NANP_NATIONAL.pattern + "$"
+_INTL_CHARS = "^" + rules._INTL_CHARS.pattern + "$"
+
+
+@functools.cache
+def _international_sets() -> tuple[pa.Array, pa.Array, dict[int, pa.Array]]:
+    """:func:`rules.international_plans` as Arrow value sets: the calling codes; ``code:length``
+    for each possible national length; per prefix length, ``code:prefix`` for the national
+    prefixes that send a number to phonenumbers."""
+    codes, plans = rules.international_plans()
+    lengths = [f"{code}:{n}" for code, (_, possible) in plans.items() for n in possible if n >= 2]
+    prefixes: dict[int, list[str]] = {}
+    for code, (literals, _) in plans.items():
+        for literal in literals:
+            prefixes.setdefault(len(literal), []).append(f"{code}:{literal}")
+    return (
+        pa.array(sorted(codes), pa.string()),
+        pa.array(sorted(lengths), pa.string()),
+        {size: pa.array(sorted(keys), pa.string()) for size, keys in prefixes.items()},
+    )
 
 
 @dataclass
@@ -155,18 +177,16 @@ class ColumnarRules:
         *,
         phone_region: str = rules.DEFAULT_PHONE_REGION,
         required: Sequence[str] = rules.REQUIRED_FIELDS,
+        amounts: AmountFormat = rules.DEFAULT_AMOUNTS,
     ) -> None:
         self.columns = dict(columns)
         self.lead_columns = tuple(lead_columns)
         self.required = tuple(required)
         self.phone_region = phone_region
+        self.amounts = amounts
         self.limits = rules._limits()
-        # Fields it cannot decide alone: an amount needs Decimal, unknown fields the generic path.
-        self.enabled = (
-            "Email" in self.columns
-            and "EstimatedValue" not in self.columns
-            and set(self.columns) <= set(rules.WRITABLE_FIELDS)
-        )
+        # Unknown fields take the generic per-row path.
+        self.enabled = "Email" in self.columns and set(self.columns) <= set(rules.WRITABLE_FIELDS)
 
     def apply(
         self, cells: Sequence[pa.Array], *, plain_text: bool = False, padded: bool = True, raw: bool = True
@@ -200,7 +220,11 @@ class ColumnarRules:
                 ok, value = self._email(value)
                 plain = pc.and_(plain, ok)
             elif field == "Phone":
-                ok, value = self._phone(value)  # null where there is none
+                ok, value = self._phone(value, pc.and_(plain, present))  # null where there is none
+                plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
+                every_present = True
+            elif field == "EstimatedValue":
+                ok, value = self._amount(value, pc.and_(plain, present))  # null where there is none
                 plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
                 every_present = True
             values[api_to_attr(field)] = value if every_present else pc.if_else(present, value, _NULL)
@@ -226,10 +250,45 @@ class ColumnarRules:
         ok = pc.and_(ok, pc.invert(pc.match_substring_regex(value, _SPECIAL_USE_TLD)))
         return ok, pc.ascii_lower(value)
 
-    def _phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Which trimmed values are plainly written North American numbers (see
-        ``rules._plain_nanp``), and them in E.164; null where not."""
-        digits = value  # only the plain characters matter (the others fail _NANP_CHARS)
+    def _phone(self, value: pa.Array, candidates: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are phone numbers, and them in E.164 (null where not).
+
+        Plainly written North American and international numbers (see ``rules._plain_nanp``
+        and ``rules._plain_international``) column-wise; the other ``candidates`` (rows still
+        plain) one by one through :func:`rules.normalize_phone`, so that a national prefix or
+        a national number of another country does not send its whole row to the per-row rules.
+        """
+        ok, e164 = self._plain_phone(value)
+        rest = np.flatnonzero(pc.and_(candidates, pc.invert(ok)).to_numpy(zero_copy_only=False))
+        if not len(rest):
+            return ok, e164
+        region = self.phone_region
+        found = [_phone_or_none(text, region) for text in value.take(pa.array(rest)).to_pylist()]
+        hits = np.array([number is not None for number in found], dtype=bool)
+        if not hits.any():
+            return ok, e164
+        mask = np.zeros(len(value), dtype=bool)
+        mask[rest[hits]] = True
+        numbers = pa.array([number for number in found if number is not None], pa.string())
+        return pc.or_(ok, pa.array(mask)), pc.replace_with_mask(e164, pa.array(mask), numbers)
+
+    def _amount(self, value: pa.Array, candidates: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values of the ``candidates`` are amounts in the file's number format,
+        and them to the cent as text (what the per-row path stages); null where not. One by
+        one through :func:`rules.parse_amount`: the same reading either way."""
+        rest = np.flatnonzero(candidates.to_numpy(zero_copy_only=False))
+        found = [_amount_or_none(text, self.amounts) for text in value.take(pa.array(rest)).to_pylist()]
+        hits = np.array([amount is not None for amount in found], dtype=bool)
+        mask = np.zeros(len(value), dtype=bool)
+        mask[rest[hits]] = True
+        amounts = pa.array([amount for amount in found if amount is not None], pa.string())
+        return pa.array(mask), pc.replace_with_mask(pa.nulls(len(value), pa.string()), pa.array(mask), amounts)
+
+    def _plain_phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are plainly written North American or international numbers
+        (see ``rules._plain_nanp`` and ``rules._plain_international``), and them in E.164;
+        null where not."""
+        digits = value  # only the plain characters matter (the others fail the character checks)
         for mark in "+ ().-":
             digits = pc.replace_substring(digits, mark, "")
         length = pc.binary_length(digits)
@@ -245,7 +304,36 @@ class ColumnarRules:
             national = pc.if_else(pc.and_(plus, leading_one), without_one, null)
         ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
         ok = pc.fill_null(ok, False)
-        return ok, pc.binary_join_element_wise("+1", national, "")
+        nanp = pc.binary_join_element_wise("+1", national, "")
+        if not pc.any(pc.and_(plus, pc.invert(ok))).as_py():
+            return ok, nanp
+        international = self._international(value, digits, length)
+        e164 = pc.if_else(ok, nanp, pc.if_else(international, pc.binary_join_element_wise("+", digits, ""), null))
+        return pc.or_(ok, international), e164
+
+    @staticmethod
+    def _international(value: pa.Array, digits: pa.Array, length: pa.Array) -> pa.Array:
+        """Which values are ``+<code> <number>`` as ``rules._plain_international`` takes them."""
+        codes, lengths, prefixes = _international_sets()
+        heads = [pc.utf8_slice_codeunits(digits, 0, size) for size in (1, 2, 3)]
+        known = [pc.is_in(head, value_set=codes) for head in heads]
+        code = pc.if_else(known[0], heads[0], pc.if_else(known[1], heads[1], pc.if_else(known[2], heads[2], _NULL)))
+        national = pc.if_else(
+            known[0],
+            pc.utf8_slice_codeunits(digits, 1),
+            pc.if_else(known[1], pc.utf8_slice_codeunits(digits, 2), pc.utf8_slice_codeunits(digits, 3)),
+        )
+        size = pc.cast(pc.binary_length(national), pa.string())
+        ok = pc.and_(
+            pc.and_(pc.match_substring_regex(value, _INTL_CHARS), pc.greater_equal(length, 3)),
+            pc.and_(
+                pc.less_equal(length, 15), pc.is_in(pc.binary_join_element_wise(code, size, ":"), value_set=lengths)
+            ),
+        )
+        for width, keys in prefixes.items():
+            start = pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(national, 0, width), ":")
+            ok = pc.and_(ok, pc.invert(pc.is_in(start, value_set=keys)))
+        return pc.fill_null(ok, False)
 
     @staticmethod
     def _raw(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
@@ -267,6 +355,20 @@ class ColumnarRules:
         for position, row_cells in zip(rows, zip(*columns, strict=True), strict=True):
             encoded[position] = cells_json(row_cells)
         return pa.array(encoded, pa.string())
+
+
+def _amount_or_none(value: str, amounts: AmountFormat) -> str | None:
+    try:
+        return str(rules.parse_amount(value, amounts))
+    except ValueError:
+        return None
+
+
+def _phone_or_none(value: str, region: str) -> str | None:
+    try:
+        return rules.normalize_phone(value, region)
+    except ValueError:
+        return None
 
 
 def cells_json(cells: Sequence[str]) -> str:

@@ -51,7 +51,7 @@ from hotcrm import files
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.events import record_event
 from hotcrm.crm.models import api_to_attr, utcnow
-from hotcrm.leads import loader
+from hotcrm.leads import loader, numbers
 from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, cells_json, parse_text
 from hotcrm.leads.models import (
     COUNT_FIELDS,
@@ -75,6 +75,7 @@ from hotcrm.leads.reader import (
     detect_delimiter,
     is_blank,
     iter_blocks,
+    iter_records,
     map_header,
     ragged,
     read_header,
@@ -132,6 +133,7 @@ class ImportOutcome:
     size: int | None = None
     unknown_columns: list[str] = field(default_factory=list)
     unused_columns: list[str] = field(default_factory=list)
+    number_format: str | None = None  # how the file's amounts were read, and why (None: no amount column)
     error: str | None = None
     quality: dict[str, Any] | None = None
     archived_path: str | None = None
@@ -693,7 +695,12 @@ def _read_and_stage(
         header, lines, reader = read_header(text, delimiter, mapping.limits)
         header_map = map_header(header, mapping)
         outcome.unknown_columns, outcome.unused_columns = header_map.unknown, header_map.unused
-        rows = _RowLoader(conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct)
+        amounts = _amount_format(spooled, delimiter, header_map, mapping)
+        if amounts is not None:
+            outcome.number_format = f"{amounts.name} ({amounts.why})"
+        rows = _RowLoader(
+            conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct, amounts=amounts
+        )
         try:
             texts: list[TextBlock] = []
             chars = 0
@@ -736,6 +743,21 @@ def _read_and_stage(
     return header_map, (rows.shifted, rows.mojibake), staged
 
 
+def _amount_format(spooled, delimiter: str, header_map: HeaderMap, mapping: Mapping) -> numbers.AmountFormat | None:
+    """How the file writes its amounts (None when it has no amount column): the mapping's
+    ``number_format``, or in ``auto`` what the amount column's values show (a pass over it)."""
+    column = header_map.columns.get("EstimatedValue")
+    if column is None:
+        return None
+    fixed = numbers.from_setting(mapping.number_format)
+    if fixed is not None:
+        return fixed
+    with spooled.open() as text:  # (the copy, UTF-8 for a UTF-16 file)
+        _, lines, reader = read_header(text, delimiter, mapping.limits)
+        records = iter_records(lines, reader, len(header_map.header))
+        return numbers.infer_format(((r.line, r.cells[column].strip()) for r in records if r.error is None), delimiter)
+
+
 def _refused_by_unique_index(exc: BaseException) -> bool:
     """True for a unique violation (PostgreSQL's COPY raises psycopg's, SQLite SQLAlchemy's)."""
     error = exc.orig if isinstance(exc, IntegrityError) else exc
@@ -757,44 +779,49 @@ class _Staged:
 class _EmailKeys:
     """The email hashes of the rows sent so far: is each new one distinct from all before?
 
-    A sorted array (8 bytes a row) and a small set for rows that come one at a time. Equal
+    A sorted array (8 bytes a row); the hashes of rows that come one at a time wait in a list
+    and are checked in batches, like those of a column-wise batch (a per-row look-up in the
+    array cost a numpy call, and a GIL hand-over to the loader's thread, per row). Equal
     hashes of different emails count as a repeat: the staged merge then finds the truth.
     """
 
+    BATCH = 4_096
+
     def __init__(self) -> None:
         self.sorted = np.empty(0, dtype=np.int64)
-        self.recent: set[int] = set()
+        self.pending: list[int] = []
         self.distinct = True
 
     def _seen(self, keys: np.ndarray) -> np.ndarray:
-        position = np.minimum(np.searchsorted(self.sorted, keys), max(len(self.sorted) - 1, 0))
-        found = self.sorted[position] == keys if len(self.sorted) else np.zeros(len(keys), dtype=bool)
-        if self.recent:
-            found |= np.isin(keys, np.fromiter(self.recent, dtype=np.int64, count=len(self.recent)))
-        return found
+        if not len(self.sorted):
+            return np.zeros(len(keys), dtype=bool)
+        position = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        return self.sorted[position] == keys
 
-    def add(self, key: int) -> bool:
-        """Note one hash; False when it was seen before."""
-        new = key not in self.recent and not self._seen(np.array([key], dtype=np.int64))[0]
-        self.recent.add(key)
-        if len(self.recent) >= 4_096:
-            self._fold(np.empty(0, dtype=np.int64))
-        self.distinct &= new
-        return new
+    def add(self, key: int) -> None:
+        """Note one hash; :attr:`distinct` says whether it was new once the batch is checked
+        (at :meth:`flush`, at the next :meth:`add_many`, or when the batch is full)."""
+        self.pending.append(key)
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Check the hashes noted one at a time; False when one was seen before."""
+        if not self.pending:
+            return True
+        keys, self.pending = np.array(self.pending, dtype=np.int64), []
+        return self.add_many(keys)
 
     def add_many(self, keys: np.ndarray) -> bool:
         """Note a batch of hashes; False when one was seen before or is in the batch twice."""
+        if self.pending:
+            self.flush()
         unique = np.unique(keys)
         new = len(unique) == len(keys) and not self._seen(unique).any()
-        self._fold(unique)
+        # Sorted runs: the stable sort (timsort) merges them in about one pass.
+        self.sorted = np.sort(np.concatenate([self.sorted, unique]), kind="stable")
         self.distinct &= new
         return new
-
-    def _fold(self, unique: np.ndarray) -> None:
-        recent = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
-        self.recent = set()
-        # Sorted runs: the stable sort (timsort) merges them in about one pass.
-        self.sorted = np.sort(np.concatenate([self.sorted, np.sort(recent), unique]), kind="stable")
 
 
 class _RowLoader:
@@ -816,6 +843,7 @@ class _RowLoader:
         progress: Callable[[str], None],
         *,
         direct: bool = False,
+        amounts: numbers.AmountFormat | None = None,
     ) -> None:
         self.conn, self.outcome, self.width, self.delimiter, self.progress = conn, outcome, width, delimiter, progress
         defaults = (
@@ -836,20 +864,21 @@ class _RowLoader:
             default_source=defaults[0],
             phone_region=mapping.phone_region,
             required=mapping.required,
+            amounts=amounts or numbers.DEFAULT,
         )
         self.columnar = ColumnarRules(
             header_map.columns,
             loader.LEAD_COLUMNS,
             phone_region=mapping.phone_region,
             required=mapping.required,
+            amounts=amounts or numbers.DEFAULT,
         )
         self.email_col = header_map.columns.get("Email")
         self.plan = _stage_plan(header_map)
 
-    def _repeated(self, line: int | None = None) -> None:
+    def _repeated(self) -> None:
         if self.direct:
-            where = f"line {line}" if line is not None else "a line"
-            raise loader.DirectLoadAbandoned(f"{where} repeats the email of an earlier line")
+            raise loader.DirectLoadAbandoned("a line repeats the email of an earlier line")
 
     def _count(self, rows: int = 1) -> None:
         before, self.read = self.read, self.read + rows
@@ -887,8 +916,10 @@ class _RowLoader:
             self._reject(_issue(self.outcome.file_id, line, reason, cells, email))
             return
         # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
-        if key is not None and not self.keys.add(key):
-            self._repeated(line)
+        if key is not None:
+            self.keys.add(key)
+            if not self.keys.distinct:  # (found in a batch of hashes: maybe another line's)
+                self._repeated()
         self.shifted.append(any("@" in (clean.get(f) or "") for f in ("FirstName", "LastName", "Company")))
         self.mojibake.append(
             any(_MOJIBAKE_RE.search(clean.get(f) or "") for f in ("FirstName", "LastName", "Company", "Title", "City"))
@@ -907,9 +938,9 @@ class _RowLoader:
         self.rows(parsed.cells, parsed.offsets + first, plain_text=not parsed.unusual, padded=parsed.padded)
 
     def block(self, block: Block) -> None:
-        """Lines parsed by the csv module, each one record."""
+        """Records parsed by the csv module (a quoted line break may make one span lines)."""
         numbers, good = [], []
-        for number, cells in enumerate(block.rows, block.first):
+        for number, cells in zip(block.numbers(), block.rows, strict=True):
             if len(cells) == self.width:
                 numbers.append(number)
                 good.append(cells)
@@ -940,9 +971,13 @@ class _RowLoader:
             columns = [c.take(take).to_pylist() for c in cells]
             for number, row_cells in zip(lines[others].tolist(), zip(*columns, strict=True), strict=True):
                 self.row(number, list(row_cells))
+            if not self.keys.flush():
+                self._repeated()
 
     def finish(self) -> None:
         """Send what is still buffered and wait until the database has it all."""
+        if not self.keys.flush():
+            self._repeated()
         self.stager.add_issues(self.issues)
         self.issues = []
         self.stager.close()
@@ -1124,6 +1159,7 @@ def _render_report(report: dict[str, Any], outcome: ImportOutcome) -> str:
             "columns used",
             ", ".join(f"{k} ← {report['columns'] and _col(report, k)}" for k in (report["columns"] or {})),
         ),
+        ("number format of amounts", outcome.number_format or ""),
         ("unknown columns (ignored)", ", ".join(outcome.unknown_columns)),
         ("columns not used (another column maps to the same field)", ", ".join(outcome.unused_columns)),
         ("rejects file", outcome.rejects_path or ""),

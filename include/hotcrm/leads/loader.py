@@ -32,7 +32,7 @@ import numpy as np
 from sqlalchemy import Connection, DateTime, bindparam, text
 
 STAGE = "hotcrm_lead_stage"
-WINNERS = "hotcrm_lead_winners"
+REPEATS = "hotcrm_lead_repeats"
 # Staging columns: the file line, the lead's columns, and the original cells (JSON array).
 LEAD_COLUMNS = (
     "email",
@@ -346,7 +346,7 @@ def open_stage(
     """Create the (temporary) staging table on ``conn`` and return a writer for it (or, with
     ``direct``, a writer straight into ``leads``)."""
     stager = Stager(conn, batch_size, direct=direct, now=now, defaults=defaults)
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {WINNERS}")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
     if not direct:
         lead_cols = ", ".join(f"{c} TEXT" for c in LEAD_COLUMNS)
@@ -397,27 +397,32 @@ def merge(
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {STAGE}_email ON {STAGE} (email)")
     winners, duplicates = STAGE, 0
     if not emails_unique:
-        winners = WINNERS
+        # The last line of each email wins; earlier lines are duplicates, reported and taken out
+        # of the staging table, which then holds the winners. Only the (few) repeated emails are
+        # gathered: copying every staged row (and its cells) into a table of winners cost more
+        # than the rest of the merge. Rows without an email (the mapping may not require one)
+        # are each their own: no duplicates.
         on_commit = " ON COMMIT DROP" if pg else ""
-        # The last line of each email wins; earlier lines are duplicates.
         conn.exec_driver_sql(
-            f"CREATE TEMP TABLE {WINNERS}{on_commit} AS SELECT * FROM ("
-            # Rows without an email (the mapping may not require one) are each their own: no duplicates.
-            f"SELECT s.*, ROW_NUMBER() OVER (PARTITION BY COALESCE(email, CAST(line AS TEXT)) ORDER BY line DESC)"
-            f" AS rn FROM {STAGE} s) t "
-            "WHERE rn = 1"
+            f"CREATE TEMP TABLE {REPEATS}{on_commit} AS SELECT email, MAX(line) AS line FROM {STAGE} "
+            "WHERE email IS NOT NULL GROUP BY email HAVING COUNT(*) > 1"
         )
-        conn.exec_driver_sql(f"CREATE UNIQUE INDEX {WINNERS}_email ON {WINNERS} (email)")
         raw = "s.raw::json" if pg else "s.raw"
         duplicates = conn.execute(
             text(
                 "INSERT INTO lead_import_issues (file_id, line_number, kind, reason, email, raw) "
-                "SELECT :file_id, s.line, 'duplicate', 'same email as line ' || CAST(w.line AS TEXT) || "
+                "SELECT :file_id, s.line, 'duplicate', 'same email as line ' || CAST(r.line AS TEXT) || "
                 f"', which is loaded instead (the later row wins)', s.email, {raw} "
-                f"FROM {STAGE} s JOIN {WINNERS} w ON w.email = s.email WHERE s.line <> w.line"
+                f"FROM {STAGE} s JOIN {REPEATS} r ON r.email = s.email WHERE s.line <> r.line"
             ),
             {"file_id": file_id},
         ).rowcount
+        if duplicates:
+            # (A staged line is one record's: the repeats' lines are their emails' winners.)
+            conn.exec_driver_sql(
+                f"DELETE FROM {STAGE} WHERE email IN (SELECT email FROM {REPEATS}) "
+                f"AND line NOT IN (SELECT line FROM {REPEATS})"
+            )
     # Emails that belong to a Contact or a converted Lead are reported, not created (see rules.match_existing).
     raw_w = "w.raw::json" if pg else "w.raw"
     matched = conn.execute(
@@ -469,6 +474,6 @@ def merge(
         ).bindparams(now_param),
         {"id_prefix": id_prefix(now), "default_source": defaults[0], "default_status": defaults[1]},
     ).rowcount
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {WINNERS}")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
     return MergeCounts(inserted=inserted, updated=updated, duplicates=duplicates, matched_elsewhere=matched)

@@ -400,6 +400,8 @@ class Mapping:
     defaults: dict[str, str] = field(default_factory=dict)
     phone_region: str = "US"
     limits: Limits = field(default_factory=Limits)
+    # How amounts are written: "auto" (from each file's values) or a format such as "1.234,56".
+    number_format: str = "auto"
 
     @classmethod
     def load(cls, path: Path = MAPPING_PATH) -> Mapping:
@@ -425,12 +427,20 @@ class Mapping:
         limits = data.get("limits", {})
         if not isinstance(limits, dict):
             raise ValueError(f"{path}: 'limits' must be an object, e.g. {{\"max_columns\": 4096}}")
+        from hotcrm.leads.numbers import from_setting
+
+        number_format = str(data.get("number_format", "auto"))
+        try:
+            from_setting(number_format)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         return cls(
             fields,
             list(required),
             dict(data.get("defaults", {})),
             str(data.get("phone_region", "US")),
             Limits.from_dict({k: v for k, v in limits.items() if not k.startswith("_")}, str(path)),
+            number_format,
         )
 
     def aliases(self) -> dict[str, tuple[str, int]]:
@@ -625,11 +635,19 @@ class TextBlock:
 
 @dataclass(slots=True)
 class Block:
-    """Physical lines parsed by the csv module, each one whole record: ``rows[i]`` is line
-    ``first + i`` (blank lines included, widths not checked)."""
+    """Physical lines parsed by the csv module into whole records: ``rows[i]`` starts at line
+    ``first + i``, or at ``first + offsets[i]`` when a record spans several lines (blank
+    lines included, widths not checked)."""
 
     first: int
     rows: list[list[str]]
+    offsets: list[int] | None = None
+
+    def numbers(self) -> list[int]:
+        """The first line of each record."""
+        if self.offsets is None:
+            return list(range(self.first, self.first + len(self.rows)))
+        return [self.first + offset for offset in self.offsets]
 
 
 def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | Block | Record]:
@@ -655,8 +673,8 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             elif quote not in text and max(map(len, block)) < FIELD_LIMIT:
                 yield TextBlock(first, text, len(block))
                 continue
-            elif (rows := _parse_block(block, dialect)) is not None:
-                yield Block(first, rows)
+            elif (parsed := _parse_block(block, dialect, width, lines.max_chars)) is not None:
+                yield Block(first, *parsed)
                 continue
             else:
                 lines.push_back(list(enumerate(block, first)))
@@ -667,20 +685,42 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             yield record
 
 
-def _parse_block(block: list[str], dialect: Any) -> list[list[str]] | None:
-    """The block's rows when each of its lines is one whole record, else None.
+def _parse_block(
+    block: list[str], dialect: Any, width: int, max_chars: int
+) -> tuple[list[list[str]], list[int] | None] | None:
+    """The block's records and, when one spans several lines, each one's first line (offset in
+    the block); None when the block is not made of whole, well-formed records.
 
-    A blank sentinel line after the block shows whether the last line closed its quotes:
-    if it did not, the sentinel is swallowed into its field and the count is short.
+    A record may span several lines (a quoted line break) only as :func:`_next_record` takes
+    one: the header's width, at most ``MAX_RECORD_LINES`` lines and ``max_chars`` characters
+    before its last line, and quotes that close cleanly; anything else that spans lines is left
+    to it (an unbalanced quote). A blank sentinel line after the block shows whether the last
+    record closed its quotes: if it did not, the sentinel is swallowed.
     """
+    reader = csv.reader([*block, "\n"], dialect)
+    rows: list[list[str]] = []
+    offsets: list[int] = []
+    start = 0
     try:
-        rows = list(csv.reader([*block, "\n"], dialect))
+        for row in reader:
+            end = reader.line_num
+            if end - start > 1 and (
+                len(row) != width
+                or end - start > MAX_RECORD_LINES
+                or sum(map(len, block[start : end - 1])) > max_chars
+                or not _closes_cleanly(list(enumerate(block[start:end])), dialect)
+            ):
+                return None
+            rows.append(row)
+            offsets.append(start)
+            start = end
     except csv.Error:
         return None
-    if len(rows) != len(block) + 1 or rows[-1]:
+    if not rows or rows[-1] or offsets[-1] != len(block):
         return None
     rows.pop()
-    return rows
+    offsets.pop()
+    return rows, (None if len(rows) == len(block) else offsets)
 
 
 def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
@@ -693,8 +733,11 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
         if isinstance(item, Record):
             yield item
             continue
-        rows = item.rows if isinstance(item, Block) else csv.reader(item.lines, reader.dialect)
-        for number, row in enumerate(rows, item.first):
+        if isinstance(item, Block):
+            numbered = zip(item.numbers(), item.rows, strict=True)
+        else:
+            numbered = enumerate(csv.reader(item.lines, reader.dialect), item.first)
+        for number, row in numbered:
             if is_blank(row):
                 continue
             if len(row) == width:

@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotcrm.crm.models import Contact, Lead, api_to_attr
+from hotcrm.leads.numbers import DEFAULT as DEFAULT_AMOUNTS
+from hotcrm.leads.numbers import AmountFormat
 
 REQUIRED_FIELDS = ("FirstName", "LastName", "Company", "Email")
 # Fields a lead may be created with, from files or the API.
@@ -60,6 +62,8 @@ _NANP_CHARS = re.compile(r"\+?[0-9 ().-]+")
 _NANP_NATIONAL = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
 _NANP_REGIONS = ("US", "CA")
 _NON_DIGITS = re.compile(r"[^0-9]")
+# An international number (a leading +) written with digits, spaces, dots, dashes and parentheses only.
+_INTL_CHARS = re.compile(r"\+[0-9 ().-]+")
 
 
 @dataclass(frozen=True)
@@ -117,12 +121,108 @@ def _plain_nanp(value: str, region: str) -> str | None:
     return "+1" + national
 
 
+@functools.cache
+def international_plans() -> tuple[frozenset[str], dict[str, tuple[tuple[str, ...], frozenset[int]]]]:
+    """Every country calling code, and for those (but 1) whose numbers phonenumbers reads by
+    the digits' lengths alone: code -> (national prefixes, possible national lengths).
+
+    For ``+<code><national>``, phonenumbers takes the first 1-3 digits that are a calling code,
+    strips the code's national prefix from the rest (``national_prefix_for_parsing``) when it
+    starts with it, and checks the length against the code's metadata: with no prefix to
+    strip (none, or literal prefixes such as ``0|180020`` the number does not start with) the
+    E.164 form is the digits as written. Codes whose prefix is a pattern are left to phonenumbers.
+    """
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+    plans: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {}
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+        if code == 1 or metadata is None or metadata.general_desc is None:
+            continue
+        prefix = metadata.national_prefix_for_parsing or ""
+        lengths = metadata.general_desc.possible_length or (-1,)
+        if not re.fullmatch(r"(?:[0-9]+(?:\|[0-9]+)*)?", prefix) or lengths[0] == -1:
+            continue
+        local = metadata.general_desc.possible_length_local_only or ()
+        plans[str(code)] = (tuple(prefix.split("|")) if prefix else (), frozenset(lengths) | frozenset(local))
+    return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE), plans
+
+
+@functools.cache
+def _pattern_plans() -> dict[str, tuple[re.Pattern[str], frozenset[int]]]:
+    """The calling codes (but 1) whose national prefix is a pattern (Brazil's, China's...):
+    code -> (that pattern, possible national lengths). A number that does not start with a
+    match of it has nothing stripped, so its lengths decide, as for the literal prefixes."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+    codes, plans = international_plans()
+    patterns: dict[str, tuple[re.Pattern[str], frozenset[int]]] = {}
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+        if code == 1 or str(code) in plans or metadata is None or metadata.general_desc is None:
+            continue
+        lengths = metadata.general_desc.possible_length or (-1,)
+        if lengths[0] == -1 or not metadata.national_prefix_for_parsing:
+            continue
+        local = metadata.general_desc.possible_length_local_only or ()
+        pattern = re.compile(metadata.national_prefix_for_parsing)
+        patterns[str(code)] = (pattern, frozenset(lengths) | frozenset(local))
+    return patterns
+
+
+def _plain_international(value: str) -> str | None:
+    """The E.164 form of a plainly written ``+<code> <number>`` that :func:`international_plans`
+    covers (what phonenumbers gives, without it), else None (use phonenumbers)."""
+    if not _INTL_CHARS.fullmatch(value):
+        return None
+    digits = _NON_DIGITS.sub("", value)
+    codes, plans = international_plans()
+    code = next((digits[:size] for size in (1, 2, 3) if digits[:size] in codes), None)
+    if code is None or len(digits) < 3 or len(digits) > 15:
+        return None
+    national = digits[len(code) :]
+    if code not in plans:
+        pattern, lengths = _pattern_plans().get(code, (None, frozenset()))
+        if pattern is None or pattern.match(national) or len(national) not in lengths or len(national) < 2:
+            return None
+        return "+" + digits
+    prefixes, lengths = plans[code]
+    if national.startswith(prefixes):  # "+49 (0)30 ...": strip the prefix as phonenumbers would
+        national = _strip_national_prefix(code, national, prefixes)
+        if national is None:
+            return None
+    if len(national) not in lengths or len(national) < 2 or len(code) + len(national) > 15:
+        return None
+    return "+" + code + national
+
+
+def _strip_national_prefix(code: str, national: str, prefixes: tuple[str, ...]) -> str | None:
+    """The national significant number phonenumbers makes of ``national`` (which starts with
+    one of the code's literal national prefixes), with its own pattern and length checks; None
+    when the code's metadata transforms the prefix (left to phonenumbers)."""
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+    from phonenumbers.phonenumberutil import ValidationResult, _match_national_number, _test_number_length
+
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), region_code_for_country_code(int(code)))
+    if metadata is None or metadata.national_prefix_transform_rule:
+        return None
+    prefix = next(p for p in prefixes if national.startswith(p))  # the alternation's first match
+    general, stripped = metadata.general_desc, national[len(prefix) :]
+    if _match_national_number(national, general, False) and not _match_national_number(stripped, general, False):
+        return national
+    short = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+    return national if _test_number_length(stripped, metadata) in short else stripped
+
+
 def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """The phone number in E.164 (``+14155550123``); ValueError when it cannot be read as one.
 
-    Numbers without a country code are read as ``region`` numbers.
+    Numbers without a country code are read as ``region`` numbers. Plainly written North
+    American and international numbers take fast paths that give what phonenumbers gives.
     """
     plain = _plain_nanp(value, region)
+    if plain is None and value[:1] == "+":
+        plain = _plain_international(value)
     if plain is not None:
         return plain
     try:
@@ -145,11 +245,13 @@ def normalize_lead(
     default_source: str = "Import",
     phone_region: str = DEFAULT_PHONE_REGION,
     required: Iterable[str] = REQUIRED_FIELDS,
+    amounts: AmountFormat = DEFAULT_AMOUNTS,
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """Validate and normalize one lead given by API names.
 
     Strings are trimmed and empty strings become missing; Email is lower-cased; Phone goes
-    to E.164; lengths are checked against the columns; LeadSource defaults to
+    to E.164; EstimatedValue is read in the ``amounts`` number format (a decimal point by
+    default); lengths are checked against the columns; LeadSource defaults to
     ``default_source`` and Status to ``New``. Returns the clean values and every error
     (an empty list when the lead is valid). Unknown fields are errors.
     """
@@ -163,7 +265,7 @@ def normalize_lead(
         if value is None or value == "":
             continue
         clean[field] = value
-    return _check_present(clean, errors, default_source, phone_region, required)
+    return _check_present(clean, errors, default_source, phone_region, required, amounts)
 
 
 def row_normalizer(
@@ -172,6 +274,7 @@ def row_normalizer(
     default_source: str = "Import",
     phone_region: str = DEFAULT_PHONE_REGION,
     required: Iterable[str] = REQUIRED_FIELDS,
+    amounts: AmountFormat = DEFAULT_AMOUNTS,
 ) -> Callable[[Sequence[str]], tuple[dict[str, Any], list[FieldError]]]:
     """:func:`normalize_lead` for the rows of one file, worked out once for its columns.
 
@@ -186,7 +289,9 @@ def row_normalizer(
 
         def generic(cells: Sequence[str]) -> tuple[dict[str, Any], list[FieldError]]:
             values = {f: cells[i] for f, i in columns}
-            return normalize_lead(values, default_source=default_source, phone_region=phone_region, required=required)
+            return normalize_lead(
+                values, default_source=default_source, phone_region=phone_region, required=required, amounts=amounts
+            )
 
         return generic
 
@@ -202,7 +307,7 @@ def row_normalizer(
                 clean[field] = value
                 if len(value) > limit:
                     short = False
-        return _check_present(clean, [], default_source, phone_region, required, short)
+        return _check_present(clean, [], default_source, phone_region, required, amounts, short)
 
     return normalize
 
@@ -218,6 +323,7 @@ def _check_present(
     default_source: str,
     phone_region: str,
     required: Iterable[str],
+    amounts: AmountFormat,
     short: bool = False,
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """The rules on the fields present (trimmed, non-empty, known): the rest of :func:`normalize_lead`.
@@ -241,12 +347,10 @@ def _check_present(
             errors.append(FieldError("Phone", str(exc)))
     if "EstimatedValue" in clean:
         try:
-            amount = Decimal(str(clean["EstimatedValue"]).replace(",", ""))
-            if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
-                raise InvalidOperation
-            clean["EstimatedValue"] = amount.quantize(Decimal("0.01"))
-        except (InvalidOperation, ValueError):
-            errors.append(FieldError("EstimatedValue", f"{clean.pop('EstimatedValue')!r} is not an amount"))
+            clean["EstimatedValue"] = parse_amount(clean["EstimatedValue"], amounts)
+        except ValueError as exc:
+            clean.pop("EstimatedValue")
+            errors.append(FieldError("EstimatedValue", str(exc)))
     limits = _limits()
     if short and len(clean.get("Email", "")) <= limits["Email"] and len(clean.get("Phone", "")) <= limits["Phone"]:
         too_long = []
@@ -258,6 +362,20 @@ def _check_present(
     clean.setdefault("LeadSource", default_source)
     clean.setdefault("Status", "New")
     return clean, errors
+
+
+def parse_amount(value: Any, amounts: AmountFormat = DEFAULT_AMOUNTS) -> Decimal:
+    """An amount to the cent: a string read in the ``amounts`` number format, a number as it
+    is; ValueError with the reason otherwise."""
+    if isinstance(value, str):
+        return amounts.parse(value)
+    try:
+        amount = Decimal(str(value))
+        if not amount.is_finite() or amount < 0 or amount >= Decimal("1e16"):
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{value!r} is not an amount") from None
+    return amount.quantize(Decimal("0.01"))
 
 
 @dataclass(frozen=True)
