@@ -1,7 +1,9 @@
-"""Mounts the HotCRM HTTP app (webhook receiver, REST API) in the Airflow API server at /hotcrm."""
+"""Mounts the HotCRM HTTP app (webhook receiver, REST API, the HotCRM pages) in the Airflow API
+server at /hotcrm, and adds the pages to the UI's navigation."""
 
 from airflow.plugins_manager import AirflowPlugin
 
+from hotcrm.airflow.ui import AirflowUiBackend
 from hotcrm.api.app import create_app
 
 
@@ -28,6 +30,7 @@ class _WebhookSources:
 
 _app = create_app(_database_url)
 _app.state.webhook_registry = _WebhookSources()
+_app.state.ui_backend = AirflowUiBackend()
 
 
 class HotCrmPlugin(AirflowPlugin):
@@ -35,3 +38,13 @@ class HotCrmPlugin(AirflowPlugin):
 
     name = "hotcrm"
     fastapi_apps = [{"app": _app, "url_prefix": "/hotcrm", "name": "HotCRM"}]
+    # The pages, framed in the Airflow UI at /plugin/hotcrm (they check the Airflow login).
+    external_views = [
+        {"name": "HotCRM", "href": "/hotcrm/ui/imports", "destination": "nav", "url_route": "hotcrm"},
+        {
+            "name": "Salesforce sync summary",
+            "href": "/hotcrm/ui/salesforce?run_id={RUN_ID}",
+            "destination": "dag_run",
+            "url_route": "hotcrm-salesforce-run",
+        },
+    ]
