@@ -80,12 +80,15 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
 
 
 def _serve_docs(app: FastAPI) -> None:
-    """Swagger UI at ``/api/v1/docs`` from the ``swagger-ui-bundle`` package's files."""
+    """Swagger UI at ``/api/v1/docs`` from the Swagger UI 5 files ``fastapi-offline`` ships
+    (the app's document is OpenAPI 3.1, which Swagger UI 4 cannot render)."""
+    from importlib.resources import files
+
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
 
-    app.mount("/api/v1/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui-assets")
+    assets = str(files("fastapi_offline") / "static")
+    app.mount("/api/v1/docs/assets", StaticFiles(directory=assets), name="swagger-ui-assets")
 
     @app.get("/api/v1/docs", include_in_schema=False)
     def docs(request: Request):
@@ -95,5 +98,5 @@ def _serve_docs(app: FastAPI) -> None:
             title=f"{API_TITLE} - docs",
             swagger_js_url=f"{root}/api/v1/docs/assets/swagger-ui-bundle.js",
             swagger_css_url=f"{root}/api/v1/docs/assets/swagger-ui.css",
-            swagger_favicon_url=f"{root}/api/v1/docs/assets/favicon-32x32.png",
+            swagger_favicon_url=f"{root}/api/v1/docs/assets/favicon.png",
         )
