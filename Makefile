@@ -46,8 +46,9 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 airflow: setup
+	# Seeds the samples, local webhook source + SMTP sink, sized parallelism; Ctrl-C stops every process.
 	# standalone starts its components as `airflow ...` from PATH
-	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+	PATH="$(VENV)/bin:$$PATH" $(PY) scripts/airflow_local.py
 
 api: setup
 	$(VENV)/bin/uvicorn hotcrm.api.standalone:app --host 127.0.0.1 --port 8000
