@@ -19,7 +19,7 @@ export AIRFLOW_CONN_HOTCRM_DB ?= {"conn_type": "sqlite", "host": "$(HOTCRM_DATA_
 help:
 	@echo "make demo      set up and run every pipeline once on the embedded defaults"
 	@echo "make test      set up and run the whole test suite (PostgreSQL included)"
-	@echo "make airflow   set up and start airflow standalone (UI on http://localhost:8080)"
+	@echo "make airflow   airflow standalone with sample data (UI on http://localhost:8080, user admin; Ctrl-C stops all)"
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
 	@echo "make lint      ruff check and ruff format --check"
 

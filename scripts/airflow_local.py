@@ -2,9 +2,10 @@
 
 Before it starts Airflow it seeds the CRM database and the import bucket (once), defines a
 local webhook source (``payment``) and an SMTP sink on loopback that writes each mail to
-``data/mail/``, sizes Airflow's parallelism to the machine and, on the first start, unpauses the DAGs
-(but salesforce_sync, which needs a real org). It runs ``airflow standalone`` in its own process group and, on Ctrl-C (or SIGTERM), stops the
-whole group: no scheduler, worker or API server process is left behind.
+``data/mail/``, and sizes Airflow's parallelism to the machine; on the first start it unpauses
+the DAGs (all but salesforce_sync, which needs a real org). It runs ``airflow standalone`` in
+its own process group and, on Ctrl-C (or SIGTERM), stops the whole group: no scheduler,
+worker or API server process is left behind.
 
 ``python scripts/airflow_local.py send-webhook`` posts one signed sample payment event to
 the running server's receiver.
