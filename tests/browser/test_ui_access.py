@@ -4,6 +4,9 @@ manager; the webhook receiver and the REST API's docs stay public."""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import unquote_plus
+
 import httpx
 
 from hotcrm.ui.auth import csrf_token
@@ -64,3 +67,20 @@ def test_pages_and_actions_need_an_airflow_login_and_the_right_role(airflow_ui):
     # A bearer token works too (scripts), with the token derived from it.
     with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {admin_token}"}) as script:
         assert script.get("/ui/email").status_code == 200
+
+
+def test_a_dry_run_trigger_creates_a_salesforce_sync_run_with_dry_run(airflow_ui):
+    server, _ids, _db = airflow_ui
+    token = server.token("admin")
+    with httpx.Client(base_url=f"{server.base_url}/hotcrm", timeout=30, cookies={"_token": token}) as admin:
+        response = admin.post("/ui/salesforce/dry-run", data={"csrf": csrf_token(token)})
+    assert response.status_code == 303
+    message = unquote_plus(response.headers["location"])
+    run_id = re.search(r"triggered salesforce_sync run (\S+) with dry_run", message).group(1)
+    runs = httpx.get(
+        f"{server.base_url}/api/v2/dags/salesforce_sync/dagRuns/{run_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert runs.status_code == 200, runs.text
+    assert runs.json()["conf"] == {"dry_run": True} and runs.json()["triggering_user_name"] == "admin"
