@@ -41,10 +41,11 @@ class HotCrmPlugin(AirflowPlugin):
     # The pages, framed in the Airflow UI at /plugin/hotcrm (they check the Airflow login).
     external_views = [
         {"name": "HotCRM", "href": "/hotcrm/ui/imports", "destination": "nav", "url_route": "hotcrm"},
+        # A tab on each DAG run's page: that DAG's HotCRM page (a sync run: its own history).
         {
-            "name": "Salesforce sync summary",
-            "href": "/hotcrm/ui/salesforce?run_id={RUN_ID}",
+            "name": "HotCRM",
+            "href": "/hotcrm/ui/runs/{DAG_ID}/{RUN_ID}",
             "destination": "dag_run",
-            "url_route": "hotcrm-salesforce-run",
+            "url_route": "hotcrm-run",
         },
     ]

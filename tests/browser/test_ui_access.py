@@ -32,7 +32,7 @@ def test_pages_and_actions_need_an_airflow_login_and_the_right_role(airflow_ui):
     base = f"{server.base_url}/hotcrm"
     before = status_counts(db)
     with httpx.Client(base_url=base, timeout=30) as anonymous:
-        for page in [*PAGES, f"/ui/imports/{ids['file_id']}", f"/ui/imports/{ids['file_id']}/html"]:
+        for page in [*PAGES, f"/ui/imports/{ids['file_id']}", f"/ui/imports/{ids['file_id']}/html", "/ui/runs/a/b"]:
             response = anonymous.get(page)
             assert response.status_code == 303, page
             assert response.headers["location"].startswith("/auth/login?next=%2Fhotcrm%2Fui%2F"), page

@@ -15,6 +15,7 @@ from hotcrm.api.app import create_app
 from hotcrm.crm.db import session_scope
 from hotcrm.delivery.models import PENDING, WebhookDelivery, WebhookSubscription
 from hotcrm.email.models import EmailOutbox
+from hotcrm.ui import views
 from hotcrm.ui.auth import UiAuthError, csrf_token
 from hotcrm.webhooks.inbox import status_counts
 from tests.support.ui_data import DEAD_EVENT, seed_ui_data
@@ -52,6 +53,9 @@ class FakeBackend:
 
     def login_url(self, next_url: str) -> str:
         return f"/auth/login?next={next_url}"
+
+    def read_file(self, path: str) -> bytes:
+        return views.read_report_file(path)
 
     def trigger_dag(self, dag_id: str, conf: dict, user: str) -> str:
         self.triggered.append((dag_id, conf, user))
@@ -115,6 +119,9 @@ def test_every_page_renders_what_the_database_holds(ui):
     one_run = client.get("/ui/salesforce", params={"run_id": "manual__ui_run"}).text
     assert "1 record refused" in one_run
     assert "1 record refused" not in client.get("/ui/salesforce", params={"run_id": "other"}).text
+    run_tab = client.get("/ui/runs/salesforce_sync/manual__ui_run", follow_redirects=False)
+    assert run_tab.headers["location"] == "/hotcrm/ui/salesforce?run_id=manual__ui_run"
+    assert client.get("/ui/runs/webhook_inbox/r1", follow_redirects=False).headers["location"] == "/hotcrm/ui/webhooks"
     assert re.search(r'href="/hotcrm/ui/static/hotcrm.css"', salesforce) and "http" not in salesforce.split("<body>")[0]
 
 
@@ -160,7 +167,8 @@ def test_nothing_is_served_or_done_without_a_login_a_role_and_the_token(ui):
     client, ids, db, backend, app = ui
     actions = [a.replace("SUB", ids["subscription"]).replace("EMAIL", ids["email"]) for a in ACTIONS]
     anonymous = _client(app)
-    for page in [*PAGES, "/ui/", f"/ui/imports/{ids['file_id']}", f"/ui/imports/{ids['file_id']}/html"]:
+    pages = [*PAGES, "/ui/", f"/ui/imports/{ids['file_id']}", f"/ui/imports/{ids['file_id']}/html", "/ui/runs/d/r"]
+    for page in pages:
         response = anonymous.get(page, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/auth/login"), page
     viewer = _client(app, cookies={"_token": "viewer-jwt"})
@@ -185,3 +193,12 @@ def test_swagger_ui_is_served_from_the_app_itself(ui):
     assert "/hotcrm/api/v1/openapi.json" in docs
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         assert client.get(f"/api/v1/docs/assets/{asset}").status_code == 200
+
+
+def test_the_airflow_backend_reads_a_report_from_an_s3_bucket(s3_bucket, airflow_db):
+    from hotcrm.airflow.storage import bucket_root
+    from hotcrm.airflow.ui import AirflowUiBackend
+
+    report = bucket_root() / "imports" / "leads" / "processed" / "x.csv.report.html"
+    report.write_bytes(b"<h1>report</h1>")
+    assert AirflowUiBackend().read_file(str(report)) == b"<h1>report</h1>"

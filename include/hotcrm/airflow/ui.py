@@ -55,6 +55,17 @@ class AirflowUiBackend:
 
         return get_auth_manager().get_url_login(next_url=next_url)
 
+    def read_file(self, path: str) -> bytes:
+        """A report file from the bucket: ``s3://`` with the ``hotcrm_bucket`` connection."""
+        from hotcrm.airflow.storage import BUCKET_CONN_ID
+        from hotcrm.ui.views import read_report_file
+
+        if path.startswith("file://") or "://" not in path:
+            return read_report_file(path)
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(path, conn_id=BUCKET_CONN_ID).read_bytes()
+
     def trigger_dag(self, dag_id: str, conf: dict, user: str) -> str:
         """What ``airflow dags trigger DAG_ID --conf JSON`` does."""
         from airflow.api.common.trigger_dag import trigger_dag

@@ -40,6 +40,9 @@ class UiBackend(Protocol):
     def login_url(self, next_url: str) -> str:
         """Where a browser logs in, coming back to ``next_url``."""
 
+    def read_file(self, path: str) -> bytes:
+        """A report file the ledger names (a local path or a bucket URL)."""
+
     def trigger_dag(self, dag_id: str, conf: dict, user: str) -> str:
         """Trigger a run of ``dag_id`` with ``conf``; returns the run id."""
 

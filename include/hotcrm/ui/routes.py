@@ -116,7 +116,7 @@ def import_report(request: Request, file_id: str, kind: str, user: Annotated[str
     try:
         file, _ = views.import_file(database_url(request), file_id, limit=0)
         path = views.report_files(file["report_path"])[kind]
-        body = views.read_report_file(path)
+        body = backend(request).read_file(path)
     except (LookupError, KeyError, FileNotFoundError, OSError):
         return _render(
             request, "error.html", user, "imports", http_status=404, detail=f"no {kind} report for {file_id}"
@@ -130,6 +130,20 @@ def import_report(request: Request, file_id: str, kind: str, user: Annotated[str
         "X-Content-Type-Options": "nosniff",
     }
     return Response(body, media_type=_REPORT_TYPES[kind], headers=headers)
+
+
+# --- a DAG run's tab ---------------------------------------------------------------------
+
+# The page of each DAG's work; a run of salesforce_sync opens its own history.
+PAGE_OF_DAG = {dag: page for page, dag in views.DAG_OF_PAGE.items()}
+
+
+@router.get("/runs/{dag_id}/{run_id}")
+def run_page(request: Request, dag_id: str, run_id: str, user: Annotated[str, Depends(_Page("home"))]) -> Response:
+    """The HotCRM tab of a DAG run's page in the Airflow UI."""
+    page = PAGE_OF_DAG.get(dag_id, "imports")
+    query = f"?{urlencode({'run_id': run_id})}" if page == "salesforce" else ""
+    return RedirectResponse(f"{_base(request)}/{page}{query}", status_code=303)
 
 
 # --- webhook inbox -----------------------------------------------------------------------
