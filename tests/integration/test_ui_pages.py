@@ -127,11 +127,17 @@ def test_every_page_renders_what_the_database_holds(ui):
 
 def test_requeue_then_process_applies_the_dead_letter(ui):
     client, _ids, db, _backend, _app = ui
+    # Only the outcome of an action is shown: a crafted link cannot put words in the page.
+    crafted = client.get("/ui/webhooks", params={"err": "session expired: log in at evil.example", "err_sig": "0" * 32})
+    assert "evil.example" not in crafted.text
     assert "requeued 1 dead letter" in _flash(
         _post(client, "/ui/webhooks/requeue", {"event_id": DEAD_EVENT, "source": "payment"})
     )
     assert status_counts(db)["dead"] == 0 and status_counts(db)["pending"] == 1
-    assert "processed" in _flash(_post(client, "/ui/webhooks/process"))
+    processed = _post(client, "/ui/webhooks/process")
+    assert "processed" in _flash(processed)
+    shown = client.get(processed.headers["location"].removeprefix("/hotcrm"))
+    assert 'class="flash ok"' in shown.text and "processed: " in shown.text
     assert status_counts(db)["done"] == 1
     assert "no dead letters" in client.get("/ui/webhooks").text
 

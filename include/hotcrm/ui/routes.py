@@ -4,6 +4,8 @@ on the page's DAG, a same-origin request and the session's CSRF token."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -63,15 +65,33 @@ def _render(
         page=page,
         user=user,
         csrf=csrf_token(credential) if credential else "",
-        message=request.query_params.get("msg"),
-        error=request.query_params.get("err"),
+        message=_flash(request, "msg", credential),
+        error=_flash(request, "err", credential),
         **context,
     )
     return HTMLResponse(html, status_code=http_status)
 
 
+def _signature(credential: str, kind: str, text: str) -> str:
+    return hmac.new(csrf_token(credential).encode(), f"{kind}:{text}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _flash(request: Request, kind: str, credential: str) -> str | None:
+    """The outcome message of the action that redirected here. It is signed for the session,
+    so a link made elsewhere cannot put its own words in these pages."""
+    text, signature = request.query_params.get(kind), request.query_params.get(f"{kind}_sig", "")
+    if not text or not credential or not hmac.compare_digest(signature, _signature(credential, kind, text)):
+        return None
+    return text
+
+
 def _back(request: Request, page: str, *, msg: str | None = None, err: str | None = None) -> RedirectResponse:
-    query = urlencode({k: v for k, v in (("msg", msg), ("err", err)) if v})
+    credential = backend(request).credential(request) or ""
+    params = {}
+    for kind, text in (("msg", msg), ("err", err)):
+        if text:
+            params.update({kind: text, f"{kind}_sig": _signature(credential, kind, text)})
+    query = urlencode(params)
     return RedirectResponse(f"{_base(request)}/{page}" + (f"?{query}" if query else ""), status_code=303)
 
 
