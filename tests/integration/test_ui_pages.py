@@ -130,6 +130,8 @@ def test_requeue_then_process_applies_the_dead_letter(ui):
     # Only the outcome of an action is shown: a crafted link cannot put words in the page.
     crafted = client.get("/ui/webhooks", params={"err": "session expired: log in at evil.example", "err_sig": "0" * 32})
     assert "evil.example" not in crafted.text
+    assert "Requeue its dead letters" in client.get("/ui/webhooks").text
+    assert "requeued 0 dead letter" in _flash(_post(client, "/ui/webhooks/requeue", {"source": "other"}))
     assert "requeued 1 dead letter" in _flash(
         _post(client, "/ui/webhooks/requeue", {"event_id": DEAD_EVENT, "source": "payment"})
     )
