@@ -23,7 +23,7 @@ VENV_TOOLS := "pip>=25.3" "setuptools>=78.1.1,<81"
 help:
 	@echo "make demo      set up and run every pipeline once on the embedded defaults"
 	@echo "make test      set up and run the whole test suite (PostgreSQL included)"
-	@echo "make airflow   set up and start airflow standalone (UI on http://localhost:8080)"
+	@echo "make airflow   airflow standalone with sample data (UI on http://localhost:8080, user admin; Ctrl-C stops all)"
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make audit     pip-audit of the pinned requirements and the venv (says so when it could not)"
@@ -57,8 +57,9 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 airflow: setup
+	# Seeds the samples, local webhook source + SMTP sink, sized parallelism; Ctrl-C stops every process.
 	# standalone starts its components as `airflow ...` from PATH
-	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
+	PATH="$(VENV)/bin:$$PATH" $(PY) scripts/airflow_local.py
 
 api: setup
 	$(VENV)/bin/uvicorn hotcrm.api.standalone:app --host 127.0.0.1 --port 8000

@@ -1,8 +1,10 @@
-"""Mounts the HotCRM HTTP app (webhook receiver, REST API) in the Airflow API server at /hotcrm."""
+"""Mounts the HotCRM HTTP app (webhook receiver, REST API, the HotCRM pages) in the Airflow API
+server at /hotcrm, and adds the pages to the UI's navigation."""
 
 from airflow.plugins_manager import AirflowPlugin
 
 import hotcrm.airflow  # noqa: F401 (the core's secret settings come from Airflow's secrets backend)
+from hotcrm.airflow.ui import AirflowUiBackend
 from hotcrm.api.app import PrefixNotFoundMiddleware, create_app
 
 
@@ -29,6 +31,7 @@ class _WebhookSources:
 
 _app = create_app(_database_url)
 _app.state.webhook_registry = _WebhookSources()
+_app.state.ui_backend = AirflowUiBackend()
 
 
 class HotCrmPlugin(AirflowPlugin):
@@ -39,4 +42,15 @@ class HotCrmPlugin(AirflowPlugin):
     # Paths under /hotcrm the mount cannot match (a newline in them) still get {error, code}.
     fastapi_root_middlewares = [
         {"middleware": PrefixNotFoundMiddleware, "args": [], "kwargs": {"prefix": "/hotcrm"}, "name": "HotCRM 404"}
+    ]
+    # The pages, framed in the Airflow UI at /plugin/hotcrm (they check the Airflow login).
+    external_views = [
+        {"name": "HotCRM", "href": "/hotcrm/ui/imports", "destination": "nav", "url_route": "hotcrm"},
+        # A tab on each DAG run's page: that DAG's HotCRM page (a sync run: its own history).
+        {
+            "name": "HotCRM",
+            "href": "/hotcrm/ui/runs/{DAG_ID}/{RUN_ID}",
+            "destination": "dag_run",
+            "url_route": "hotcrm-run",
+        },
     ]

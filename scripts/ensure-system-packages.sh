@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install what a fresh machine lacks for `make test`: PostgreSQL server binaries (the tests
-# start their own server) and docker-compose (validates docker-compose.yaml). Debian only;
+# start their own server), docker-compose (validates docker-compose.yaml) and chromium (the
+# browser tests drive it headless; Playwright never downloads a browser here). Debian only;
 # elsewhere it says what is missing and stops.
 set -euo pipefail
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -65,7 +65,8 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
     """The HTTP app, bound to the CRM database at ``database_url``: a URL, a function that
     returns one on first use (the plugin resolves the ``hotcrm_db`` connection that way), or
     ``None`` for the embedded default."""
-    app = FastAPI(title=API_TITLE, version="1.0.0", docs_url="/api/v1/docs", openapi_url="/api/v1/openapi.json")
+    # The docs page is served below from the app's own copy of Swagger UI (no CDN).
+    app = FastAPI(title=API_TITLE, version="1.0.0", docs_url=None, openapi_url="/api/v1/openapi.json")
     app.state.database_url = database_url or default_database_url
 
     @app.exception_handler(StarletteHTTPException)
@@ -99,4 +100,31 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
     from hotcrm.email.pages import router as quote_pages_router  # here: the router imports this module
 
     app.include_router(quote_pages_router)
+    _serve_docs(app)
+    from hotcrm.ui.routes import include_ui  # the HotCRM pages (need an Airflow login, see hotcrm.ui)
+
+    include_ui(app)
     return app
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/api/v1/docs`` from the Swagger UI 5 files ``fastapi-offline`` ships
+    (the app's document is OpenAPI 3.1, which Swagger UI 4 cannot render)."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = str(files("fastapi_offline") / "static")
+    app.mount("/api/v1/docs/assets", StaticFiles(directory=assets), name="swagger-ui-assets")
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    def docs(request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{API_TITLE} - docs",
+            swagger_js_url=f"{root}/api/v1/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/api/v1/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/api/v1/docs/assets/favicon.png",
+        )
