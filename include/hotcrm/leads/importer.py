@@ -272,15 +272,7 @@ def check_lead_file(
             return outcome
         try:
             with session_scope(database_url) as session:
-                ledger = ImportFile(
-                    path=str(source),
-                    file_name=name,
-                    size=spooled.size,
-                    sha256=spooled.sha256,
-                    encoding=spooled.encoding,
-                    status=PROCESSING,
-                    started_at=utcnow(),
-                )
+                ledger = _ledger_row(source, spooled, PROCESSING)
                 session.add(ledger)
                 session.flush()
                 outcome = ImportOutcome(
@@ -366,17 +358,22 @@ def _awaits_archiving(previous: ImportFile, processed_dir: Any) -> bool:
     return not (processed_dir / name).exists()
 
 
+def _ledger_row(source: Any, spooled, status: str) -> ImportFile:
+    """A new ledger row for ``source`` as spooled (not yet added to a session)."""
+    return ImportFile(
+        path=str(source),
+        file_name=source.name,
+        size=spooled.size,
+        sha256=spooled.sha256,
+        encoding=spooled.encoding,
+        status=status,
+        started_at=utcnow(),
+    )
+
+
 def _new_ledger(database_url: str, source: Any, spooled, status: str) -> ImportFile:
     with session_scope(database_url) as session:
-        ledger = ImportFile(
-            path=str(source),
-            file_name=source.name,
-            size=spooled.size,
-            sha256=spooled.sha256,
-            encoding=spooled.encoding,
-            status=status,
-            started_at=utcnow(),
-        )
+        ledger = _ledger_row(source, spooled, status)
         session.add(ledger)
         session.flush()
         return ledger
