@@ -81,7 +81,7 @@ def test_summary_is_queued_once_and_lists_the_refused_rows(root, db_url, rules_f
     import_incoming_file("tradeshow_nov.csv", db_url, root=root)  # a retried task: no second notice
     [(to, subject, text)] = _notices(db_url)
     assert to == "events@crm.example"
-    assert subject == "Lead import tradeshow_nov.csv: 10 loaded, 2 not loaded"
+    assert subject == "Lead import tradeshow_nov.csv: 10 loaded, 2 refused"
     assert "Rows: 12 read, 10 inserted, 0 updated, 0 duplicates, 2 rejected" in text
     assert "line 2 (rejected): Email: 'not-an-email' is not a valid email address" in text
     assert "line 3 (rejected): FirstName: is required" in text

@@ -68,7 +68,7 @@ def summary_text(outcome: dict[str, Any], issues: list[str]) -> tuple[str, str]:
     refused = outcome.get("rejected", 0) + outcome.get("duplicates", 0)
     if status == "imported":
         subject = f"Lead import {name}: {outcome.get('inserted', 0) + outcome.get('updated', 0)} loaded"
-        subject += f", {refused} not loaded" if refused else ", nothing refused"
+        subject += f", {refused} refused" if refused else ", nothing refused"
     else:
         subject = f"Lead import {name}: {status}, nothing loaded"
     body = [f"File: {name}", f"Status: {status}"]
