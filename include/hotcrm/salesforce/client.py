@@ -4,7 +4,9 @@ not on the org's daily limit, which no retry within a run clears); a re-login on
 sessions; an API budget read from ``Sforce-Limit-Info``; sObject Collections upserts with
 per-record results that say when "created or updated" cannot be known; Bulk API 2.0 ingest
 jobs driven step by step, with CSV written to the Bulk API 2.0 CSV rules and split under the
-upload limit.
+upload limit. Where simple-salesforce does the job it is used (SOQL paging through
+``query_all_iter``, ``Sforce-Limit-Info`` through ``parse_api_usage``), on a ``Salesforce``
+whose HTTP calls all go through :meth:`SalesforceClient.request`.
 
 It takes plain settings (instance URL, access token, a login callable) and imports no
 Airflow; :mod:`hotcrm.airflow.salesforce` builds it from the ``salesforce_default``
