@@ -75,3 +75,21 @@ def test_a_partial_sync_fails_the_run_with_the_reason_and_the_next_run_resumes(
     assert resumed.succeeded, resumed
     assert resumed.returns["outcome"] == "success"
     assert resumed.returns["sync"]["totals"]["created"] == 24
+
+
+def test_a_long_bulk_job_defers_to_the_triggerer_and_resumes(
+    airflow_db, hotcrm_env, salesforce_connection, monkeypatch
+):
+    sf = salesforce_connection
+    seed.load_seed(hotcrm_env["database_url"])
+    sf.faults.bulk_rows_per_poll = 4  # each job takes three polls: longer than the worker's wait
+    monkeypatch.setenv("HOTCRM_SALESFORCE_BULK_WAIT_BEFORE_DEFER_SECONDS", "0")
+    monkeypatch.setenv("HOTCRM_SALESFORCE_BULK_POLL_SECONDS", "0.1")
+
+    run = run_dag("salesforce_sync", DAGS_FOLDER, conf={"transport": "bulk"})
+    assert run.succeeded, run
+    summary = run.returns["sync"]
+    assert summary["outcome"] == "success", summary["message"]
+    assert summary["totals"]["created"] == 24 and summary["totals"]["pending"] == 0
+    assert "resumed after its bulk jobs ended" in summary["message"]
+    assert len(sf.find("Account")) == 12 and len(sf.find("Contact")) == 12

@@ -194,3 +194,40 @@ def test_no_secret_in_the_logs(salesforce_connection, sqlite_url, caplog):
     assert caplog.records, "the run should have logged something"
     for secret in (sf.password, sf.security_token, sf.client_secret, *sf.tokens):
         assert secret not in text
+
+
+def test_soql_paging_goes_through_simple_salesforce_and_the_clients_retries(salesforce_connection, monkeypatch):
+    # simple-salesforce's query_all_iter follows nextRecordsUrl; every page is one
+    # SalesforceClient.request (retries, re-login, budget, call count, Sforce-Limit-Info).
+    from simple_salesforce import Salesforce
+
+    sf = salesforce_connection
+    monkeypatch.setattr(type(sf.emulator), "PAGE", 5)  # three pages for twelve Accounts
+    client = HotCrmSalesforceHook().get_client()
+    records = [{"Name": f"Acme {i:02d}"} for i in range(12)]
+    client.upsert_collection(
+        "Account", "HotCRM_Id__c", [{"HotCRM_Id__c": f"A-{i}", **r} for i, r in enumerate(records)]
+    )
+    paging = []
+    monkeypatch.setattr(Salesforce, "query_more", _spy(Salesforce.query_more, paging))
+    calls = client.api_calls
+
+    rows = client.query_iter("SELECT Id, Name FROM Account ORDER BY Name")
+    first = next(rows)
+    sf.expire_sessions()  # the session expires between two pages
+    sf.faults.server_errors = 1  # and the next page first answers 503
+    names = [first["Name"], *(r["Name"] for r in rows)]
+
+    assert names == sorted(r["Name"] for r in records)
+    assert len(paging) == 2, "two more pages, asked by simple-salesforce"
+    assert client.relogins == 1 and client.retries == 1
+    assert client.api_calls - calls == 3 + 2  # three pages, the refused one and the 503
+    assert client.usage is not None and client.usage[1] == sf.daily_limit  # Sforce-Limit-Info, parsed
+
+
+def _spy(method, calls):
+    def spy(self, *args, **kwargs):
+        calls.append(args)
+        return method(self, *args, **kwargs)
+
+    return spy

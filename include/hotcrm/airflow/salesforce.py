@@ -378,6 +378,7 @@ class HotCrmSalesforceSyncOperator(BaseOperator):
                     salesforce_conn_id=self.salesforce_conn_id,
                     poll_interval=poll,
                     timeout=self.defer_timeout,
+                    carry={"first": summary, "deferrals": deferrals + 1},
                 ),
                 method_name="execute_complete",
                 kwargs={"first": summary, "deferrals": deferrals + 1},
@@ -385,10 +386,24 @@ class HotCrmSalesforceSyncOperator(BaseOperator):
         return summary
 
     def execute_complete(
-        self, context: Any, event: dict[str, Any], first: dict[str, Any], deferrals: int = 1
+        self,
+        context: Any,
+        event: dict[str, Any],
+        first: dict[str, Any] | None = None,
+        deferrals: int | None = None,
     ) -> dict[str, Any]:
-        """Back from the trigger: collect the jobs' results, send what waited; one summary for both."""
+        """Back from the trigger: collect the jobs' results, send what waited; one summary for both.
+
+        ``first`` and ``deferrals`` come from the deferral's kwargs, or from the event's
+        ``carry`` where the runner dropped those kwargs (``dag.test()`` does)."""
         from hotcrm.salesforce.sync import merge_summaries
+
+        carry = event.get("carry") or {}
+        if first is None:
+            first = carry.get("first")
+        if first is None:
+            raise RuntimeError("execute_complete: the first part's summary was lost (no 'first' kwarg or carry)")
+        deferrals = deferrals if deferrals is not None else int(carry.get("deferrals", 1))
 
         self.log.info(
             "Bulk job wait ended (%s): %s %s", event.get("status"), event.get("states"), event.get("message", "")

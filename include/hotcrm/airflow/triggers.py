@@ -3,6 +3,11 @@
 :class:`SalesforceBulkJobTrigger` polls Bulk API 2.0 ingest jobs with async HTTP until each
 has ended (``JobComplete``, ``Failed`` or ``Aborted``); the sync operator defers to it when a
 job outlives the wait it does itself, then resumes to collect the results.
+
+``carry`` is handed back in the event: the operator puts there what it also passes as the
+deferral's ``kwargs``, because ``dag.test()`` (Airflow 3.3, ``_run_task`` in
+``airflow/sdk/definitions/dag.py``) resumes a task with ``next_kwargs = {"event": ...}`` only,
+dropping the deferral's own kwargs (a real triggerer keeps them).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ class SalesforceBulkJobTrigger(BaseTrigger):
         salesforce_conn_id: str = "salesforce_default",
         poll_interval: float = 30.0,
         timeout: float = 6 * 3600.0,
+        carry: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.carry = carry
         self.job_ids = list(job_ids)
         self.salesforce_conn_id = salesforce_conn_id
         self.poll_interval = poll_interval
@@ -45,10 +52,19 @@ class SalesforceBulkJobTrigger(BaseTrigger):
                 "salesforce_conn_id": self.salesforce_conn_id,
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
+                "carry": self.carry,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll the jobs; yield one event (with ``carry`` in it, when given)."""
+        async for payload in self._poll():
+            if self.carry is not None:
+                payload["carry"] = self.carry
+            yield TriggerEvent(payload)
+            return
+
+    async def _poll(self) -> AsyncIterator[dict[str, Any]]:
         import httpx
 
         from hotcrm.airflow.salesforce import HotCrmSalesforceHook
@@ -59,7 +75,7 @@ class SalesforceBulkJobTrigger(BaseTrigger):
             hook._conn = await hook.aget_connection(self.salesforce_conn_id)
             token, instance_url = await asyncio.to_thread(hook.login)
         except Exception as exc:  # noqa: BLE001 - reported in the event, the operator decides
-            yield TriggerEvent({"status": "error", "message": f"login failed: {exc}", "states": {}})
+            yield {"status": "error", "message": f"login failed: {exc}", "states": {}}
             return
         verify: bool | ssl.SSLContext = True
         if isinstance(hook.verify, str):
@@ -80,20 +96,18 @@ class SalesforceBulkJobTrigger(BaseTrigger):
                     if response.status_code >= 500 or response.status_code == 403:
                         continue  # transient, or a limit: poll again later
                     if response.status_code != 200:
-                        yield TriggerEvent(
-                            {
-                                "status": "error",
-                                "message": f"GET job {job_id}: HTTP {response.status_code} {response.text[:200]}",
-                                "states": states,
-                            }
-                        )
+                        yield {
+                            "status": "error",
+                            "message": f"GET job {job_id}: HTTP {response.status_code} {response.text[:200]}",
+                            "states": states,
+                        }
                         return
                     states[job_id] = str(response.json().get("state"))
                 if all(states.get(j) in JOB_ENDED for j in self.job_ids):
-                    yield TriggerEvent({"status": "done", "states": states})
+                    yield {"status": "done", "states": states}
                     return
                 if time.monotonic() + self.poll_interval > deadline:
-                    yield TriggerEvent({"status": "timeout", "states": states})
+                    yield {"status": "timeout", "states": states}
                     return
                 self.log.info("Bulk jobs still running: %s", {j: states.get(j) for j in self.job_ids})
                 await asyncio.sleep(self.poll_interval)

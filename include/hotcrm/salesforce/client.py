@@ -4,7 +4,9 @@ not on the org's daily limit, which no retry within a run clears); a re-login on
 sessions; an API budget read from ``Sforce-Limit-Info``; sObject Collections upserts with
 per-record results that say when "created or updated" cannot be known; Bulk API 2.0 ingest
 jobs driven step by step, with CSV written to the Bulk API 2.0 CSV rules and split under the
-upload limit.
+upload limit. Where simple-salesforce does the job it is used (SOQL paging through
+``query_all_iter``, ``Sforce-Limit-Info`` through ``parse_api_usage``), on a ``Salesforce``
+whose HTTP calls all go through :meth:`SalesforceClient.request`.
 
 It takes plain settings (instance URL, access token, a login callable) and imports no
 Airflow; :mod:`hotcrm.airflow.salesforce` builds it from the ``salesforce_default``
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -41,7 +44,6 @@ BULK_UPLOAD_HARD_LIMIT = 150_000_000
 DEFAULT_BULK_MAX_BYTES = 100_000_000
 BULK_NULL = "#N/A"
 JOB_ENDED = ("JobComplete", "Failed", "Aborted")
-_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 # login() returns (access_token, instance_url)
 LoginFn = Callable[[], tuple[str, str]]
@@ -127,6 +129,7 @@ class SalesforceClient:
         self.retries = 0
         self.relogins = 0
         self.usage: tuple[int, int] | None = None  # (used, daily limit) from the last answer
+        self._sf = None
 
     def __repr__(self) -> str:  # never show the token
         return f"SalesforceClient({self.instance_url!r}, api_version={self.api_version!r})"
@@ -147,9 +150,12 @@ class SalesforceClient:
             raise BudgetExhausted(used, limit, self.budget_share)
 
     def _read_usage(self, response: requests.Response) -> None:
-        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
-        if match:
-            self.usage = (int(match.group(1)), int(match.group(2)))
+        # simple-salesforce parses the header (api-usage=18/5000[;per-app-api-usage=...]).
+        from simple_salesforce import Salesforce
+
+        usage = Salesforce.parse_api_usage(response.headers.get("Sforce-Limit-Info", "")).get("api-usage")
+        if usage is not None:
+            self.usage = (usage.used, usage.total)
 
     @staticmethod
     def _error(response: requests.Response) -> tuple[str, str]:
@@ -254,14 +260,31 @@ class SalesforceClient:
             self.usage = (int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]))
         return body
 
+    @property
+    def sf(self):
+        """A simple-salesforce ``Salesforce`` whose every HTTP call goes through :meth:`request`
+        (so through its retries, re-login, budget and call count): for what the library does
+        itself, such as SOQL paging."""
+        if self._sf is None:
+            from simple_salesforce import Salesforce
+
+            self._sf = Salesforce(
+                session_id="via-SalesforceClient",  # the real token is put on by request()
+                instance_url=self.instance_url,
+                version=self.api_version,
+                session=_ThroughClient(self),
+            )
+        return self._sf
+
+    def query_iter(self, soql: str) -> Iterator[dict[str, Any]]:
+        """The records a SOQL query returns, page by page (simple-salesforce's
+        ``query_all_iter`` follows ``nextRecordsUrl``)."""
+        for record in self.sf.query_all_iter(soql):
+            yield dict(record)
+
     def query(self, soql: str) -> list[dict[str, Any]]:
-        """Every record a SOQL query returns (following ``nextRecordsUrl``)."""
-        body = self.request("GET", "/query", params={"q": soql}).json()
-        records = list(body.get("records", []))
-        while not body.get("done", True) and body.get("nextRecordsUrl"):
-            body = self.request("GET", body["nextRecordsUrl"]).json()
-            records.extend(body.get("records", []))
-        return records
+        """Every record a SOQL query returns."""
+        return list(self.query_iter(soql))
 
     # --- sObject Collections ----------------------------------------------------------------------
 
@@ -369,6 +392,22 @@ class SalesforceClient:
             yield from csv.DictReader(_lines(response))
         finally:
             response.close()
+
+
+class _ThroughClient(requests.Session):
+    """The ``requests`` session handed to simple-salesforce: each of its calls becomes one
+    :meth:`SalesforceClient.request` on the instance the client is on now (after a re-login it
+    may have moved), with the client's token, not the one simple-salesforce was built with."""
+
+    def __init__(self, client: SalesforceClient) -> None:
+        super().__init__()
+        self._client = client
+
+    def request(self, method, url, params=None, data=None, headers=None, json=None, **_ignored):  # noqa: D102
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        keep = {k: v for k, v in (headers or {}).items() if k.lower() not in ("authorization", "x-prettyprint")}
+        return self._client.request(method, path, params=params, data=data, json=json, headers=keep)
 
 
 def _lines(response: requests.Response) -> Iterator[str]:
