@@ -41,6 +41,15 @@ PHONE = ["", "(415) 555-0132", "+1 212 555 0100", "+44 20 7946 0018", "12", "555
 # The realistic benchmark file's shapes: international numbers with and without a national
 # prefix to strip, a code whose prefix is a pattern, foreign national numbers.
 PHONE += ["+33 6 12 34 56 78", "+49 (0)30 1234567", "+55 11 91234-5678", "06 12 34 56 78", "020 7946 0958"]
+# A Country decides the region national numbers are read in (unrecognised: phone_region).
+COUNTRY = ["", "US", "FR", "France", "DE", "Deutschland", "GB", "United Kingdom", "UK", "Narnia"]
+# (Country, phone) pairs that are valid, for the clean files.
+COUNTRY_PHONE = [
+    ("FR", "06 12 34 56 78"),
+    ("Germany", "030 1234567"),
+    ("UK", "020 7946 0958"),
+    ("Narnia", "(415) 555-0132"),
+]
 SOURCE = ["", "Web", " Partner ", "Trade show"]
 AMOUNT = ["", "1200.5", "1,000", "abc"]
 # A semicolon file's amounts: decimal commas, grouped thousands, currency marks, an ambiguous one.
@@ -65,7 +74,7 @@ def random_file(seed: int) -> str:
     row near the end with a Contact's email (seed 3) or a converted Lead's (seed 7)."""
     rnd = random.Random(seed)
     clean = seed % 2 == 1
-    header = ["First Name", "Last Name", "Company", "Email", "Phone", "Lead Source", "Title"]
+    header = ["First Name", "Last Name", "Company", "Email", "Phone", "Lead Source", "Title", "Country"]
     if seed % 3 == 0:
         header.append("Estimated Value")  # an amount column: every row takes the per-row rules
     out = io.StringIO()
@@ -78,7 +87,8 @@ def random_file(seed: int) -> str:
             email = f"new{serial}@example.com"
             if serial == 100 and seed % 4 == 3:
                 email = "contact@example.com" if seed == 3 else "Conv@Example.com"
-            row = [f"F{serial}", f"L{serial}", f"C{serial}", email, rnd.choice(PHONE[:3]), "", ""]
+            country, phone = rnd.choice([("", p) for p in PHONE[:3]] + COUNTRY_PHONE)
+            row = [f"F{serial}", f"L{serial}", f"C{serial}", email, phone, "", "", country]
         else:
             row = [
                 rnd.choice(FIRST) if rnd.random() > 0.04 else "",
@@ -88,6 +98,7 @@ def random_file(seed: int) -> str:
                 rnd.choice(PHONE),
                 rnd.choice(SOURCE),
                 rnd.choice(["", "CTO", "t" * 129]),
+                rnd.choice(COUNTRY),
             ]
         if "Estimated Value" in header:
             row.append(rnd.choice(AMOUNT_EU if delimiter == ";" else AMOUNT))

@@ -88,6 +88,8 @@ CELLS = {
     "Title": ["", "CTO", "t" * 129],
     "Website": ["", "https://example.com"],
     "State": ["", "CA"],
+    # National numbers are read in the Country's region when it is recognised.
+    "Country": ["", "FR", "France", "DE", "Deutschland", "GB", "United Kingdom", "UK", " fr ", "US", "CA", "Narnia"],
     "OwnerId": ["", "owner-1"],
     "EstimatedValue": ["", "1200.5", "1,000", "12.500", "1.234,56", "€ 1.200,-", "1\u00a0234,56", "-3", "abc", " 7 "],
 }

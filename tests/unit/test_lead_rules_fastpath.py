@@ -145,12 +145,12 @@ CELLS = {
     "LastName": ["Lovelace", "", " L ", "y" * 81],
     "Company": ["Engines", "", "Co, Ltd", "z" * 256],
     "Email": ["ADA@Example.COM", " a@b.co ", "", "not-an-email", "zoë@example.com", "x@foo.test", "a" * 250 + "@x.com"],
-    "Phone": ["", "(415) 555-0132", "+44 20 7946 0018", "12", "+1 212 555 0100 ext 5", "555-0100"],
+    "Phone": ["", "(415) 555-0132", "+44 20 7946 0018", "12", "+1 212 555 0100 ext 5", "555-0100", "06 12 34 56 78"],
     "LeadSource": ["", "Web", " Partner ", "s" * 101],
     "Status": ["", "Working", "q" * 41],
     "EstimatedValue": ["", "1200.5", "1,000", "-3", "abc", "1e20", "NaN", " 7 "],
     "Title": ["", "CTO", "t" * 129],
-    "Country": ["", "USA"],
+    "Country": ["", "USA", "FR", "Germany", "United Kingdom", "Narnia"],
 }
 
 
@@ -255,3 +255,45 @@ def test_international_fast_path_agrees_for_every_calling_code():
             taken_with_pattern += fast and code in rules._pattern_plans()
             assert fast_phone(value) == slow_phone(value), value
     assert taken > 1_000 and taken_with_pattern > 20  # the fast paths were exercised, not only the fallback
+
+
+@pytest.mark.parametrize(
+    ("country", "phone", "expected"),
+    [
+        ("FR", "06 12 34 56 78", "+33612345678"),
+        ("France", "06 12 34 56 78", "+33612345678"),
+        (" fr ", "06 12 34 56 78", "+33612345678"),
+        ("DE", "030 1234567", "+49301234567"),
+        ("Deutschland", "030 1234567", "+49301234567"),
+        ("Germany", "(030) 12345678", "+493012345678"),
+        ("GB", "020 7946 0958", "+442079460958"),
+        ("United Kingdom", "020 7946 0958", "+442079460958"),
+        ("UK", "07700 900123", "+447700900123"),
+        ("USA", "(415) 555-0132", "+14155550132"),
+        ("United States", "415.555.0132", "+14155550132"),
+        ("FR", "+1 415 555 0132", "+14155550132"),  # international: the Country does not matter
+        ("Narnia", "(415) 555-0132", "+14155550132"),  # unrecognised: phone_region
+        ("", "(415) 555-0132", "+14155550132"),
+    ],
+)
+def test_national_phones_are_read_in_the_rows_country(country, phone, expected):
+    lead = {"FirstName": "A", "LastName": "B", "Company": "C", "Email": "a@example.com", "Phone": phone}
+    clean, errors = rules.normalize_lead({**lead, "Country": country}, phone_region="US")
+    assert errors == []
+    assert clean["Phone"] == expected
+    normalize = rules.row_normalizer([(f, i) for i, f in enumerate([*lead, "Country"])], phone_region="US")
+    assert normalize([*lead.values(), country])[0]["Phone"] == expected
+
+
+def test_country_region_reads_codes_and_names_and_nothing_else():
+    assert [rules.country_region(c) for c in ("fr", "GB", "Frankreich", "Royaume-Uni", "U.S.A.")] == [
+        "FR",
+        "GB",
+        "FR",
+        "GB",
+        "US",
+    ]
+    assert rules.country_region("Narnia") is None and rules.country_region("XX") is None
+    assert rules.phone_region_for("Narnia", "CA") == "CA" and rules.phone_region_for(None, "GB") == "GB"
+    # Without a Country the mapping's region decides, as before: a French national number is refused as US.
+    assert rules.normalize_lead({"Phone": "020 7946 0958"}, required=())[1]

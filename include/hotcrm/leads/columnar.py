@@ -203,6 +203,11 @@ class ColumnarRules:
             return self._none(count)
         plain = pa.array(np.ones(count, dtype=bool))
         values: dict[str, pa.Array] = {}
+        # Each row's phone region (its Country's, else phone_region), worked out once per distinct Country.
+        regions = None
+        if "Phone" in self.columns and "Country" in self.columns:
+            country = self.columns["Country"]
+            regions = self._regions(pc.utf8_trim(cells[country], _ASCII_SPACE) if padded else cells[country])
         for field, index in self.columns.items():
             cell = cells[index]
             if not plain_text:
@@ -220,7 +225,7 @@ class ColumnarRules:
                 ok, value = self._email(value)
                 plain = pc.and_(plain, ok)
             elif field == "Phone":
-                ok, value = self._phone(value, pc.and_(plain, present))  # null where there is none
+                ok, value = self._phone(value, pc.and_(plain, present), regions)  # null where there is none
                 plain = pc.and_(plain, pc.or_(pc.invert(present), ok))
                 every_present = True
             elif field == "EstimatedValue":
@@ -250,20 +255,40 @@ class ColumnarRules:
         ok = pc.and_(ok, pc.invert(pc.match_substring_regex(value, _SPECIAL_USE_TLD)))
         return ok, pc.ascii_lower(value)
 
-    def _phone(self, value: pa.Array, candidates: pa.Array) -> tuple[pa.Array, pa.Array]:
+    def _regions(self, country: pa.Array) -> pa.Array | None:
+        """Each row's phone region (see :func:`rules.phone_region_for`), or None when every row's
+        is ``phone_region``."""
+        distinct = pc.unique(country)
+        found = [rules.phone_region_for(name, self.phone_region) for name in distinct.to_pylist()]
+        if all(region == self.phone_region for region in found):
+            return None
+        return pa.array(found, pa.string()).take(pc.index_in(country, value_set=distinct))
+
+    def _phone(
+        self, value: pa.Array, candidates: pa.Array, regions: pa.Array | None = None
+    ) -> tuple[pa.Array, pa.Array]:
         """Which trimmed values are phone numbers, and them in E.164 (null where not).
 
         Plainly written North American and international numbers (see ``rules._plain_nanp``
         and ``rules._plain_international``) column-wise; the other ``candidates`` (rows still
         plain) one by one through :func:`rules.normalize_phone`, so that a national prefix or
         a national number of another country does not send its whole row to the per-row rules.
+        ``regions``: each row's region for national numbers (None: ``phone_region`` for all).
         """
-        ok, e164 = self._plain_phone(value)
+        if regions is None:
+            nanp = self.phone_region in rules._NANP_REGIONS
+        else:
+            nanp = pc.is_in(regions, value_set=pa.array(rules._NANP_REGIONS, pa.string()))
+        ok, e164 = self._plain_phone(value, nanp)
         rest = np.flatnonzero(pc.and_(candidates, pc.invert(ok)).to_numpy(zero_copy_only=False))
         if not len(rest):
             return ok, e164
-        region = self.phone_region
-        found = [_phone_or_none(text, region) for text in value.take(pa.array(rest)).to_pylist()]
+        texts = value.take(pa.array(rest)).to_pylist()
+        if regions is None:
+            found = [_phone_or_none(text, self.phone_region) for text in texts]
+        else:
+            places = regions.take(pa.array(rest)).to_pylist()
+            found = [_phone_or_none(text, region) for text, region in zip(texts, places, strict=True)]
         hits = np.array([number is not None for number in found], dtype=bool)
         if not hits.any():
             return ok, e164
@@ -284,10 +309,11 @@ class ColumnarRules:
         amounts = pa.array([amount for amount in found if amount is not None], pa.string())
         return pa.array(mask), pc.replace_with_mask(pa.nulls(len(value), pa.string()), pa.array(mask), amounts)
 
-    def _plain_phone(self, value: pa.Array) -> tuple[pa.Array, pa.Array]:
+    def _plain_phone(self, value: pa.Array, nanp: bool | pa.Array) -> tuple[pa.Array, pa.Array]:
         """Which trimmed values are plainly written North American or international numbers
         (see ``rules._plain_nanp`` and ``rules._plain_international``), and them in E.164;
-        null where not."""
+        null where not. ``nanp``: whether national numbers are read as North American ones
+        (for all rows, or per row)."""
         digits = value  # only the plain characters matter (the others fail the character checks)
         for mark in "+ ().-":
             digits = pc.replace_substring(digits, mark, "")
@@ -296,12 +322,18 @@ class ColumnarRules:
         leading_one = pc.and_(pc.equal(length, 11), pc.starts_with(digits, "1"))
         without_one = pc.utf8_slice_codeunits(digits, 1)
         null = pa.scalar(None, pa.string())
-        if self.phone_region in rules._NANP_REGIONS:
+        if nanp is True:
             national = pc.if_else(
                 leading_one, without_one, pc.if_else(pc.and_(pc.invert(plus), pc.equal(length, 10)), digits, null)
             )
-        else:
+        elif nanp is False:
             national = pc.if_else(pc.and_(plus, leading_one), without_one, null)
+        else:  # per row: a national number is North American only in a North American region
+            national = pc.if_else(
+                pc.and_(leading_one, pc.or_(plus, nanp)),
+                without_one,
+                pc.if_else(pc.and_(pc.and_(nanp, pc.invert(plus)), pc.equal(length, 10)), digits, null),
+            )
         ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
         ok = pc.fill_null(ok, False)
         nanp = pc.binary_join_element_wise("+1", national, "")

@@ -214,6 +214,64 @@ def _strip_national_prefix(code: str, national: str, prefixes: tuple[str, ...]) 
     return national if _test_number_length(stripped, metadata) in short else stripped
 
 
+# Country names phonenumbers' locale data does not hold (it has "United Kingdom", "France"...).
+_COUNTRY_ALIASES = {
+    "uk": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "usa": "US",
+    "us": "US",
+    "u.s.": "US",
+    "u.s.a.": "US",
+    "america": "US",
+    "united states of america": "US",
+}
+
+
+@functools.cache
+def _country_names() -> dict[str, str]:
+    """Lower-cased country name -> region code, from phonenumbers' locale data (every language
+    it has, so native names such as "Deutschland" too); a name two regions share is left out."""
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
+    found: dict[str, set[str]] = {}
+    for region, names in LOCALE_DATA.items():
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            continue
+        for name in names.values():
+            # "*aa": the same as that language's name ("WS" has a "*zh" pointing to itself).
+            for _ in range(3):
+                if name.startswith("*"):
+                    name = names.get(name[1:], "")
+            if name and not name.startswith("*"):
+                found.setdefault(name.casefold(), set()).add(region)
+    table = {name: next(iter(regions)) for name, regions in found.items() if len(regions) == 1}
+    table.update(_COUNTRY_ALIASES)
+    return table
+
+
+@functools.lru_cache(maxsize=4096)
+def country_region(country: str) -> str | None:
+    """The phonenumbers region of a Country value (an ISO 3166 alpha-2 code such as ``FR``, or a
+    name such as ``France``, ``United Kingdom``, ``UK``, ``Deutschland``); None when not recognised."""
+    text = " ".join(country.split())
+    if len(text) == 2 and text.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return text.upper()
+    return _country_names().get(text.casefold())
+
+
+def phone_region_for(country: Any, default: str = DEFAULT_PHONE_REGION) -> str:
+    """The region national phone numbers of a lead are read in: its Country's when recognised,
+    else ``default`` (the mapping's ``phone_region``)."""
+    if not isinstance(country, str) or not country:
+        return default
+    return country_region(country) or default
+
+
 def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """The phone number in E.164 (``+14155550123``); ValueError when it cannot be read as one.
 
@@ -250,7 +308,8 @@ def normalize_lead(
     """Validate and normalize one lead given by API names.
 
     Strings are trimmed and empty strings become missing; Email is lower-cased; Phone goes
-    to E.164; EstimatedValue is read in the ``amounts`` number format (a decimal point by
+    to E.164 (a national number read in the Country's region when it is recognised, else in
+    ``phone_region``); EstimatedValue is read in the ``amounts`` number format (a decimal point by
     default); lengths are checked against the columns; LeadSource defaults to
     ``default_source`` and Status to ``New``. Returns the clean values and every error
     (an empty list when the lead is valid). Unknown fields are errors.
@@ -341,7 +400,8 @@ def _check_present(
             errors.append(FieldError("Email", f"{clean.pop('Email')!r} is not a valid email address ({exc})"))
     if "Phone" in clean:
         try:
-            clean["Phone"] = normalize_phone(str(clean["Phone"]), phone_region)
+            region = phone_region_for(clean.get("Country"), phone_region)
+            clean["Phone"] = normalize_phone(str(clean["Phone"]), region)
         except ValueError as exc:
             clean.pop("Phone")
             errors.append(FieldError("Phone", str(exc)))
