@@ -215,14 +215,7 @@ def import_lead_file(
             ledger = _new_ledger(database_url, source, spooled, DUPLICATE)
         if previous is not None:
             return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
-        outcome = ImportOutcome(
-            file_id=ledger.id,
-            file_name=name,
-            status=PROCESSING,
-            encoding=spooled.encoding,
-            sha256=spooled.sha256,
-            size=spooled.size,
-        )
+        outcome = _new_outcome(ledger, name, spooled)
         from hotcrm.quality import warm_up
 
         warm_up()  # the quality suite runs after the reading: its imports load meanwhile
@@ -231,9 +224,7 @@ def import_lead_file(
         except IntegrityError:
             # Another run imported the same content first (the ledger's unique index on sha256).
             with session_scope(database_url) as session:
-                previous = session.scalar(
-                    select(ImportFile).where(ImportFile.sha256 == spooled.sha256, ImportFile.status == IMPORTED)
-                )
+                previous = _imported_with(session, spooled.sha256)
                 ledger = session.get(ImportFile, outcome.file_id)
             if previous is None:
                 raise
@@ -275,17 +266,8 @@ def check_lead_file(
                 ledger = _ledger_row(source, spooled, PROCESSING)
                 session.add(ledger)
                 session.flush()
-                outcome = ImportOutcome(
-                    file_id=ledger.id,
-                    file_name=name,
-                    status=PROCESSING,
-                    encoding=spooled.encoding,
-                    sha256=spooled.sha256,
-                    size=spooled.size,
-                )
-                previous = session.scalar(
-                    select(ImportFile).where(ImportFile.sha256 == spooled.sha256, ImportFile.status == IMPORTED)
-                )
+                outcome = _new_outcome(ledger, name, spooled)
+                previous = _imported_with(session, spooled.sha256)
                 if previous is not None:
                     outcome.status, outcome.error = DUPLICATE, _repeat_error(previous)
                     if report_dir is not None:
@@ -324,9 +306,7 @@ def _claim(database_url: str, source: Any, spooled) -> tuple[ImportFile, ImportF
     and the earlier import of the same content, if any."""
     path = str(source)
     with session_scope(database_url) as session:
-        previous = session.scalar(
-            select(ImportFile).where(ImportFile.sha256 == spooled.sha256, ImportFile.status == IMPORTED)
-        )
+        previous = _imported_with(session, spooled.sha256)
         if previous is not None and previous.path == path:
             return previous, previous
         ledger = session.scalar(
@@ -368,6 +348,23 @@ def _ledger_row(source: Any, spooled, status: str) -> ImportFile:
         encoding=spooled.encoding,
         status=status,
         started_at=utcnow(),
+    )
+
+
+def _imported_with(session, sha256: str) -> ImportFile | None:
+    """The ledger row of an earlier import of the same content, if any."""
+    return session.scalar(select(ImportFile).where(ImportFile.sha256 == sha256, ImportFile.status == IMPORTED))
+
+
+def _new_outcome(ledger: ImportFile, name: str, spooled) -> ImportOutcome:
+    """The outcome of a file just claimed in the ledger, before it is read."""
+    return ImportOutcome(
+        file_id=ledger.id,
+        file_name=name,
+        status=PROCESSING,
+        encoding=spooled.encoding,
+        sha256=spooled.sha256,
+        size=spooled.size,
     )
 
 
