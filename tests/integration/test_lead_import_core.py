@@ -16,29 +16,12 @@ from sqlalchemy import func, select
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Contact, Lead, OutboxEvent
 from hotcrm.leads import importer, loader
-from hotcrm.leads.importer import AccountingError, import_lead_file, neutralize
+from hotcrm.leads.importer import AccountingError, neutralize
 from hotcrm.leads.models import ImportFile, ImportIssue
 from hotcrm.leads.reader import Mapping
+from tests.support.lead_files import drop, run
 
 HEADER = "First Name,Last Name,Company,Email,Phone,Lead Source,Status,Estimated Value\n"
-
-
-@pytest.fixture
-def bucket(tmp_path):
-    folders = {name: tmp_path / "bucket" / name for name in ("incoming", "processed", "failed")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    return folders
-
-
-def drop(bucket, name: str, content: str | bytes) -> Path:
-    path = bucket["incoming"] / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
-
-
-def run(bucket, db_url, path, **kwargs):
-    return import_lead_file(path, db_url, processed_dir=bucket["processed"], failed_dir=bucket["failed"], **kwargs)
 
 
 def leads(db_url) -> dict[str, Lead]:

@@ -21,14 +21,6 @@ from hotcrm.leads.reader import Mapping
 NBSP, NNBSP = "\u00a0", "\u202f"
 
 
-@pytest.fixture
-def bucket(tmp_path):
-    folders = {name: tmp_path / "bucket" / name for name in ("incoming", "processed", "failed")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    return folders
-
-
 def run(bucket, db_url, name: str, content: str, mapping: Mapping | None = None):
     path = bucket["incoming"] / name
     path.write_bytes(content.encode("utf-8"))

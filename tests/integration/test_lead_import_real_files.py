@@ -18,9 +18,9 @@ from sqlalchemy import select
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Lead
 from hotcrm.leads import importer, reader
-from hotcrm.leads.importer import import_lead_file
 from hotcrm.leads.models import ImportFile, ImportIssue
 from hotcrm.leads.reader import Limits, Mapping
+from tests.support.lead_files import drop, run
 
 # The exact files of the issue.
 UNCLOSED_QUOTE = (
@@ -46,24 +46,6 @@ EIGHT_ROWS_ONE_VALID = (
     "Too,Few,Co\n"
     "Too,Many,Co,many@example.com,,extra\n"
 )
-
-
-@pytest.fixture
-def bucket(tmp_path):
-    folders = {name: tmp_path / "bucket" / name for name in ("incoming", "processed", "failed")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    return folders
-
-
-def drop(bucket, name: str, content: str | bytes) -> Path:
-    path = bucket["incoming"] / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
-
-
-def run(bucket, db_url, path, **kwargs):
-    return import_lead_file(path, db_url, processed_dir=bucket["processed"], failed_dir=bucket["failed"], **kwargs)
 
 
 def lead_emails(db_url) -> set[str]:
