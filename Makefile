@@ -48,7 +48,7 @@ setup: venv-tools $(AIRFLOW_HOME)/airflow.db
 	$(PY) -m hotcrm db upgrade
 
 demo: setup
-	$(PY) -m hotcrm.demo
+	$(PY) -m hotcrm.airflow.demo
 
 PYTEST_ARGS ?= -n 2
 

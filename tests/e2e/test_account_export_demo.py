@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from hotcrm.airflow.demo import DemoContext
 from hotcrm.crm import seed
-from hotcrm.demo import DemoContext
 from hotcrm.exports import demo
 from tests.conftest import DAGS_FOLDER
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hotcrm.demo import DemoContext
+from hotcrm.airflow.demo import DemoContext
 
 # Not imported from tests.conftest: importing it again would run its set-up a second time
 # (a new Airflow home in the environment, out of step with the Airflow already configured).

@@ -42,7 +42,7 @@ def test_nightly_sync_then_resync_then_dry_run(airflow_db, hotcrm_env, salesforc
 def test_the_demo_step(airflow_db, hotcrm_env, monkeypatch):
     from pathlib import Path
 
-    from hotcrm.demo import DemoContext
+    from hotcrm.airflow.demo import DemoContext
     from hotcrm.salesforce import demo
 
     monkeypatch.delenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", raising=False)

@@ -3,8 +3,8 @@ one webhook_inbox run applies the valid ones."""
 
 from pathlib import Path
 
+from hotcrm.airflow.demo import DemoContext
 from hotcrm.crm import seed
-from hotcrm.demo import DemoContext
 from hotcrm.webhooks import demo
 from hotcrm.webhooks.config import env_var
 from tests.conftest import DAGS_FOLDER

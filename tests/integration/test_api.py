@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from hotcrm.api import auth
-from hotcrm.api import leads as lead_service
 from hotcrm.api.app import create_app
 from hotcrm.api.config import ApiSettings, RateLimit
+from hotcrm.crm import conversion
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Account, Contact, Lead, Opportunity, OutboxEvent, utcnow
 from hotcrm.leads.models import ImportFile
@@ -367,10 +367,10 @@ def test_a_failure_halfway_through_a_conversion_leaves_nothing(api, monkeypatch)
     def broken(*_args, **_kwargs):
         raise RuntimeError("outbox unavailable: secret internal detail")
 
-    monkeypatch.setattr(lead_service, "record_event", broken)
+    monkeypatch.setattr(conversion, "record_event", broken)
     # PostgreSQL converts in one statement without record_event: its outbox INSERT fails inside
     # the database instead (an event type longer than the column), after the lead's UPDATE.
-    monkeypatch.setattr(lead_service, "CONVERSION_EVENT", "lead.converted" + "x" * 100)
+    monkeypatch.setattr(conversion, "CONVERSION_EVENT", "lead.converted" + "x" * 100)
     response = api.convert(lead["Id"])
     assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret internal detail" not in response.text

@@ -1,7 +1,8 @@
 """Airflow side of the lead import: the bucket's lead folders and one file's import as a task body.
 
-The DAG (``dags/lead_import.py``) calls these inside its tasks; the work itself is
-:func:`hotcrm.leads.importer.import_lead_file`, which knows nothing of Airflow.
+The DAG (``dags/lead_import.py``) calls these inside its tasks. The bucket layout and the work
+are core (:mod:`hotcrm.leads.bucket`, :func:`hotcrm.leads.importer.import_lead_file`), which know
+nothing of Airflow; this module adds the ``hotcrm_bucket`` connection and the task's failure.
 """
 
 from __future__ import annotations
@@ -10,96 +11,31 @@ import logging
 from typing import Any
 
 from hotcrm.airflow.storage import bucket_root
+from hotcrm.leads import bucket
+from hotcrm.leads.bucket import IGNORED_SUFFIXES, LEADS_PREFIX  # noqa: F401 (the adapter's public names)
 
 log = logging.getLogger(__name__)
 
-LEADS_PREFIX = "imports/leads"
-# Files ending like this are our own reports or uploads still in flight, never lead files.
-IGNORED_SUFFIXES = (".report.html", ".report.json", ".rejects.csv", ".tmp", ".part", ".crdownload")
-
 
 def lead_folders(root: Any = None) -> dict[str, Any]:
-    """``incoming``, ``processed`` and ``failed`` under the bucket root (created if missing)."""
-    root = root if root is not None else bucket_root()
-    folders = {name: root / LEADS_PREFIX / name for name in ("incoming", "processed", "failed")}
-    for folder in folders.values():
-        # Object stores have no folders (a prefix exists once a file is under it).
-        if getattr(folder, "protocol", "file") in ("file", "local"):
-            folder.mkdir(parents=True, exist_ok=True)
-    return folders
-
-
-def _waiting(path: Any) -> bool:
-    """True for an entry of ``incoming/`` to import or refuse: a file, and on a local disk also
-    a symbolic link or special file (the import refuses those unread, with a report); folders
-    are left alone."""
-    if path.name.startswith(".") or path.name.endswith(IGNORED_SUFFIXES):
-        return False
-    if getattr(path, "protocol", "file") in ("file", "local"):
-        import os
-        import stat
-
-        try:
-            mode = os.lstat(path.path if hasattr(path, "protocol") else path).st_mode
-        except OSError:
-            return False
-        return not stat.S_ISDIR(mode)
-    return path.is_file()
+    """:func:`hotcrm.leads.bucket.lead_folders` in the bucket opened with the ``hotcrm_bucket`` connection."""
+    return bucket.lead_folders(root if root is not None else bucket_root())
 
 
 def list_incoming(file_name: str | None = None, root: Any = None) -> list[str]:
-    """The names of the files waiting in ``incoming/`` (sorted), or just ``file_name``.
-
-    A named file that is not there is an error that says what is there instead.
-    """
-    incoming = lead_folders(root)["incoming"]
-    names = sorted(p.name for p in (incoming.iterdir() if incoming.exists() else []) if _waiting(p))
-    if file_name:
-        if "/" in file_name or file_name.startswith("."):
-            raise ValueError(f"file_name {file_name!r}: give the name of a file in {incoming}, not a path")
-        if file_name not in names:
-            raise FileNotFoundError(
-                f"file_name {file_name!r} is not in {incoming}; files waiting there: {names or 'none'}"
-            )
-        return [file_name]
-    return names
+    """:func:`hotcrm.leads.bucket.list_incoming` in the bucket opened with the ``hotcrm_bucket`` connection."""
+    return bucket.list_incoming(file_name, root if root is not None else bucket_root())
 
 
 def import_incoming_file(
     file_name: str, database_url: str, root: Any = None, *, fail_task: bool = True
 ) -> dict[str, Any]:
-    """Import ``incoming/<file_name>`` and return its outcome as a dict (the task's return value).
-
-    When the file is gone because an earlier try of this task finished it, the ledger's
-    record of that import is returned instead. Either way the uploader's summary email is
-    queued (once per file, see :mod:`hotcrm.leads.notices`). A file that failed then fails
-    the task (``fail_task``; the command line reports it itself).
-    """
-    from hotcrm.leads.importer import import_lead_file, outcome_from_ledger
-    from hotcrm.leads.notices import queue_import_summary
-
-    folders = lead_folders(root)
-    source = folders["incoming"] / file_name
-    if not source.exists() and not _waiting(source):  # (a dangling link does not "exist")
-        previous = outcome_from_ledger(database_url, str(source))
-        if previous is None:
-            raise FileNotFoundError(f"{source} is gone and the ledger has no record of it")
-        log.info("%s was already handled by an earlier try (file_id %s)", file_name, previous.file_id)
-        result = previous.to_dict()
-    else:
-        result = import_lead_file(
-            source, database_url, processed_dir=folders["processed"], failed_dir=folders["failed"], progress=log.info
-        ).to_dict()
-    if queue_import_summary(database_url, result):
-        log.info("%s: summary email queued for the uploader", file_name)
+    """Import ``incoming/<file_name>`` (:func:`hotcrm.leads.bucket.import_incoming_file`) and
+    return its outcome as a dict (the task's return value). A file that failed then fails the
+    task (``fail_task``), with the outcome pushed all the same."""
+    result = bucket.import_incoming_file(file_name, database_url, root if root is not None else bucket_root())
     if result["status"] == "failed" and fail_task:
-        counts = ", ".join(
-            f"{result.get(k) or 0} {k.replace('_', ' ')}" for k in ("rows_read", "rejected", "not_loaded")
-        )
-        _fail_task(
-            f"{file_name} was not imported: {result.get('error')} ({counts}); report: {result.get('report_path')}",
-            result,
-        )
+        _fail_task(bucket.failure_message(result), result)
     return result
 
 

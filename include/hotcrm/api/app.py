@@ -2,7 +2,8 @@
 
 ``create_app()`` builds the app whose routes are relative to the ``/hotcrm`` prefix: the
 Airflow plugin mounts it there in the API server, and :mod:`hotcrm.api.standalone` mounts
-it there under uvicorn. Capability routers (webhooks, REST API) are included here.
+it there under uvicorn. Capability routers (webhooks, REST API, quote pages, HotCRM pages) are included here;
+what they share with the app is in :mod:`hotcrm.api.http`, so none of them imports this module.
 """
 
 from __future__ import annotations
@@ -11,26 +12,16 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hotcrm.api.http import error_response, http_error_response
+from hotcrm.api.routes import router as rest_api_router
+from hotcrm.email.pages import router as quote_pages_router
 from hotcrm.settings import default_database_url
+from hotcrm.ui.routes import include_ui
+from hotcrm.webhooks.receiver import router as webhooks_router
 
 API_TITLE = "HotCRM integration API"
-
-
-def error_response(status: int, code: str, message: str, details=None, headers=None) -> JSONResponse:
-    """The one error shape every client sees: ``{"error", "code", "details"?}``."""
-    body = {"error": message, "code": code}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
-    """Starlette's own errors (no route: 404, wrong method: 405) in the one error shape."""
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
 class PrefixNotFoundMiddleware:
@@ -51,14 +42,6 @@ class PrefixNotFoundMiddleware:
             await error_response(404, "NOT_FOUND", "Not Found")(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-def database_url(request: Request) -> str:
-    """The CRM database URL of the app serving ``request`` (resolved once, on first use)."""
-    state = request.app.state
-    if callable(state.database_url):
-        state.database_url = state.database_url()
-    return state.database_url
 
 
 def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
@@ -91,19 +74,11 @@ def create_app(database_url: str | Callable[[], str] | None = None) -> FastAPI:
         """Liveness of the HTTP app."""
         return {"status": "ok"}
 
-    from hotcrm.webhooks.receiver import router as webhooks_router  # here: the router imports this module
-
     app.include_router(webhooks_router)
-    from hotcrm.api.routes import router as rest_api_router  # here: the router imports this module
-
     app.include_router(rest_api_router)
-    from hotcrm.email.pages import router as quote_pages_router  # here: the router imports this module
-
     app.include_router(quote_pages_router)
     _serve_docs(app)
-    from hotcrm.ui.routes import include_ui  # the HotCRM pages (need an Airflow login, see hotcrm.ui)
-
-    include_ui(app)
+    include_ui(app)  # the HotCRM pages (need an Airflow login, see hotcrm.ui)
     return app
 
 

@@ -6,10 +6,9 @@ that Lead (200, ``action: updated``); one that belongs to a converted Lead or a 
 refused with 409 (``LEAD_ALREADY_CONVERTED`` / ``CONTACT_EXISTS``), as the import reports
 those rows instead of loading them.
 
-Conversion is one transaction (Account, Contact, optional Opportunity, the Lead marked
-Converted and a ``lead.converted`` outbox event): any failure leaves nothing behind. The
-Lead row is locked first (``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
-serialises writers), so two concurrent conversions convert it once.
+Conversion is a CRM rule (:mod:`hotcrm.crm.conversion`); this module runs it for a request
+(with the rate-limit count as its gate on PostgreSQL) and turns its domain errors into
+:class:`ApiError` answers (:func:`hotcrm.api.errors.from_crm_error`).
 
 On PostgreSQL the API uses the ``*_async`` functions below instead: each request is one
 statement that also counts it against the rate limit (see the comments there).
@@ -17,7 +16,6 @@ statement that also counts it against the rate limit (see the comments there).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,25 +29,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotcrm.api import jsonbody, ratelimit
-from hotcrm.api.errors import ApiError
+from hotcrm.api.errors import ApiError, from_crm_error
 from hotcrm.api.schemas import API_TO_BODY, E164_PATTERN, LEAD_BODY_FIELDS, LeadCreate
-from hotcrm.crm import services
+from hotcrm.crm import conversion, services
 from hotcrm.crm.db import get_engine, is_postgresql, session_scope
-from hotcrm.crm.events import record_event
-from hotcrm.crm.models import Account, Contact, Lead, Opportunity, api_to_attr, attr_to_api, new_id, utcnow
+from hotcrm.crm.errors import CrmError
+from hotcrm.crm.models import Lead, api_to_attr, attr_to_api
+from hotcrm.crm.statements import typed_param
 from hotcrm.leads.rules import match_existing, normalize_lead
 
 API_REQUIRED = ("FirstName", "LastName", "Company")
-OPPORTUNITY_SUFFIX = " - Opportunity"
-# A Company may fill its column: cut it so "<Company> - Opportunity" fits the Opportunity's Name.
-OPPORTUNITY_COMPANY_CHARS = Opportunity.__table__.c.name.type.length - len(OPPORTUNITY_SUFFIX)
-
-
-def opportunity_name(company: str) -> str:
-    """``<Company> - Opportunity``, the Company cut so the whole fits the Name column."""
-    return company[:OPPORTUNITY_COMPANY_CHARS] + OPPORTUNITY_SUFFIX
-
-
 _E164 = re.compile(E164_PATTERN)
 MAX_ID_LENGTH = 64
 
@@ -217,19 +206,6 @@ _LEAD_DEFAULTS = [
 ]
 
 
-def _param(column, name: str | None = None) -> str:
-    """The placeholder of a value for ``column`` in an ``INSERT ... SELECT``: typed, so a NULL
-    fits any column. Text is left untyped: assigned to the column, an over-long value is an
-    error (an explicit cast to ``VARCHAR(n)`` would truncate it silently)."""
-    from sqlalchemy import String
-    from sqlalchemy.dialects import postgresql
-
-    placeholder = f"%({name or column.key})s"
-    if isinstance(column.type, String):
-        return placeholder
-    return f"CAST({placeholder} AS {column.type.compile(dialect=postgresql.dialect())})"
-
-
 CREATE_LEAD_SQL = (
     f"WITH hit AS ({ratelimit.HIT_CTE}), "
     "found AS ("
@@ -237,7 +213,7 @@ CREATE_LEAD_SQL = (
     "FROM leads WHERE email = %(email)s "
     "UNION ALL SELECT 'contact', id FROM contacts WHERE email = %(email)s), "
     f"ins AS (INSERT INTO leads ({', '.join(c.name for c in _LEAD_COLUMNS)}) "
-    f"SELECT {', '.join(_param(c) for c in _LEAD_COLUMNS)} FROM hit "
+    f"SELECT {', '.join(typed_param(c) for c in _LEAD_COLUMNS)} FROM hit "
     "WHERE hit.hits <= %(rl_limit)s AND NOT EXISTS (SELECT 1 FROM found) "
     "ON CONFLICT (email) DO NOTHING RETURNING 1) "
     "SELECT hit.hits, (SELECT count(*) FROM ins), found.kind, found.id FROM hit LEFT JOIN found ON true"
@@ -327,146 +303,23 @@ def _already_converted(lead_id: str) -> ApiError:
     )
 
 
-CONVERSION_EVENT = "lead.converted"
-_CONVERTED_LEAD_COLUMNS = ("first_name", "last_name", "email", "phone", "company", "industry", "website",
-                           "owner_id", "estimated_value")  # fmt: skip
-
-
-def _insert_from(model, prefix: str, expressions: dict[str, str], where: str = "") -> str:
-    """``INSERT INTO <model> ... SELECT ... FROM upd``: ``expressions`` by attribute (SQL over
-    the updated lead ``upd``), every other column with a default from a ``<prefix>_<attr>`` parameter."""
-    columns, values = [], []
-    for column in model.__table__.columns:
-        if column.key in expressions:
-            columns.append(column.name)
-            values.append(expressions[column.key])
-        elif column.default is not None:
-            columns.append(column.name)
-            values.append(_param(column, f"{prefix}_{column.key}"))
-    return f"INSERT INTO {model.__table__.name} ({', '.join(columns)}) SELECT {', '.join(values)} FROM upd{where}"
-
-
-def _defaults(model, prefix: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The ``<prefix>_<attr>`` parameters of :func:`_insert_from`: ``given`` values, else the model's defaults."""
-    params = {}
-    for column in model.__table__.columns:
-        if column.default is not None:
-            value = given.get(column.key)
-            if value is None:
-                value = column.default.arg(None) if column.default.is_callable else column.default.arg
-            params[f"{prefix}_{column.key}"] = value
-    return params
-
-
-# Conversion in one statement: the count, the lead's UPDATE (only if it is not converted yet
-# and the request is within its limit; a concurrent conversion waits for the row and then
-# finds it converted), the Account, Contact and Opportunity made from the updated row, and the
-# outbox event; all or nothing, as the one transaction of the ORM path.
-CONVERT_LEAD_SQL = (
-    f"WITH hit AS ({ratelimit.HIT_CTE}), "
-    "upd AS (UPDATE leads SET status = 'Converted', converted_account_id = %(acc_id)s, "
-    "converted_contact_id = %(con_id)s, converted_opportunity_id = %(opp_id)s, "
-    "converted_date = %(now)s, last_modified_date = %(now)s "
-    "WHERE id = %(lead_id)s AND status <> 'Converted' AND (SELECT hits FROM hit) <= %(rl_limit)s "
-    f"RETURNING {', '.join(_CONVERTED_LEAD_COLUMNS)}), "
-    "acc AS ("
-    + _insert_from(
-        Account, "acc",
-        {"name": "upd.company", "industry": "upd.industry", "phone": "upd.phone", "website": "upd.website",
-         "owner_id": "upd.owner_id"},
-    )
-    + "), con AS ("
-    + _insert_from(
-        Contact, "con",
-        {"first_name": "upd.first_name", "last_name": "upd.last_name", "email": "upd.email", "phone": "upd.phone",
-         "account_id": "%(acc_id)s", "owner_id": "upd.owner_id"},
-    )
-    + "), opp AS ("
-    + _insert_from(
-        Opportunity, "opp",
-        {"name": f"left(upd.company, {OPPORTUNITY_COMPANY_CHARS}) || '{OPPORTUNITY_SUFFIX}'",
-         "amount": "upd.estimated_value", "account_id": "%(acc_id)s",
-         "contact_id": "%(con_id)s", "owner_id": "upd.owner_id"},
-        " WHERE %(create_opportunity)s",
-    )
-    + "), evt AS (INSERT INTO outbox_events (id, event_type, payload, created_at) "
-    "SELECT %(event_id)s, %(event_type)s, CAST(%(payload)s AS JSON), %(now)s FROM upd) "
-    f"SELECT hit.hits, {', '.join(f'u.{c}' for c in _CONVERTED_LEAD_COLUMNS)}, l.id, l.status, "
-    "l.converted_account_id, l.converted_contact_id, l.converted_opportunity_id "
-    "FROM hit LEFT JOIN upd u ON true LEFT JOIN leads l ON l.id = %(lead_id)s"
-)  # fmt: skip
-
-_CONVERTED_IDS_SQL = (
-    "SELECT status, converted_account_id, converted_contact_id, converted_opportunity_id FROM leads WHERE id = %s"
-)
-
-
 async def convert_lead_async(
     connection, bucket: str, limit, lead_id: str, *, create_opportunity: bool
-) -> tuple[ratelimit.RateDecision, dict[str, Any] | ApiError]:
-    """Count the request and convert the lead in one statement (PostgreSQL, autocommit):
-    (decision, what was created), or (decision, ApiError 404 LEAD_NOT_FOUND / 400
-    ALREADY_CONVERTED, also for the loser of two concurrent conversions) for the caller to
-    raise once the decision is recorded. Nothing is written over the limit."""
+) -> tuple[ratelimit.RateDecision, dict[str, Any] | ApiError | None]:
+    """Count the request and convert the lead in one statement (PostgreSQL, autocommit; the
+    count is the conversion's gate: nothing is written over the limit). Returns (decision, what
+    was created), or (decision, ApiError 404 LEAD_NOT_FOUND / 400 ALREADY_CONVERTED) for the
+    caller to raise once the decision is recorded."""
     key, window_start, now = ratelimit.window(bucket, limit)
-    when = utcnow()
-    account_id, contact_id = new_id(), new_id()
-    opportunity_id = new_id() if create_opportunity else None
-    data = {"leadId": lead_id, "accountId": account_id, "contactId": contact_id,
-            "opportunityId": opportunity_id, "convertedDate": when.isoformat()}  # fmt: skip
-    params = {
-        # Column defaults first, so the ids and times given below win over them.
-        **_defaults(Account, "acc", {"created_date": when, "last_modified_date": when}),
-        **_defaults(Contact, "con", {"created_date": when, "last_modified_date": when}),
-        **_defaults(Opportunity, "opp", {"created_date": when, "last_modified_date": when}),
-        **ratelimit.hit_params(key, window_start),
-        "rl_limit": limit.requests,
-        "lead_id": lead_id,
-        "acc_id": account_id,
-        "con_id": contact_id,
-        "opp_id": opportunity_id,
-        "now": when,
-        "create_opportunity": create_opportunity,
-        "event_id": new_id(),
-        "event_type": CONVERSION_EVENT,
-        "payload": json.dumps({"event": CONVERSION_EVENT, "timestamp": when.isoformat(), "data": data}),
-    }
-    cursor = await connection.execute(CONVERT_LEAD_SQL, params)
-    row = await cursor.fetchone()
-    hits = row[0]
+    gate_params = {**ratelimit.hit_params(key, window_start), "rl_limit": limit.requests}
+    hits, outcome = await conversion.convert_lead_async(
+        connection, lead_id, create_opportunity=create_opportunity, gate=ratelimit.GATE_CTES, gate_params=gate_params
+    )
     await ratelimit.after_hit_async(connection, key, window_start, hits, now)
     decision = ratelimit.decide(limit, hits, window_start, now)
-    if not decision.allowed:
-        return decision, {}
-    lead = dict(zip(_CONVERTED_LEAD_COLUMNS, row[1:10], strict=True))
-    found_id, status, *converted = row[10:]
-    if lead["last_name"] is None:  # not updated (last_name is NOT NULL): not found, or converted already
-        if found_id is None:
-            return decision, _lead_not_found(lead_id)
-        if status != "Converted":  # converted by a concurrent request after this statement's snapshot
-            cursor = await connection.execute(_CONVERTED_IDS_SQL, (lead_id,))
-            _status, *converted = await cursor.fetchone()
-        return decision, _already_converted_400(lead_id, *converted)
-    account = {"Id": account_id, "Name": lead["company"], "Industry": lead["industry"], "Phone": lead["phone"],
-               "Website": lead["website"], "OwnerId": lead["owner_id"]}  # fmt: skip
-    contact = {"Id": contact_id, "FirstName": lead["first_name"], "LastName": lead["last_name"],
-               "Email": lead["email"], "Phone": lead["phone"], "AccountId": account_id,
-               "OwnerId": lead["owner_id"]}  # fmt: skip
-    opportunity = None
-    if create_opportunity:
-        opportunity = {"Id": opportunity_id, "Name": opportunity_name(lead["company"]),
-                       "Stage": params["opp_stage"], "Amount": _plain(lead["estimated_value"]),
-                       "AccountId": account_id, "ContactId": contact_id, "OwnerId": lead["owner_id"]}  # fmt: skip
-    return decision, {"account": account, "contact": contact, "opportunity": opportunity}
-
-
-def _already_converted_400(lead_id: str, account_id, contact_id, opportunity_id) -> ApiError:
-    return ApiError(
-        400,
-        "ALREADY_CONVERTED",
-        f"Lead {lead_id!r} is already converted",
-        {"accountId": account_id, "contactId": contact_id, "opportunityId": opportunity_id},
-    )
+    if isinstance(outcome, CrmError):
+        return decision, from_crm_error(outcome)
+    return decision, outcome
 
 
 def check_lead_id(lead_id: str) -> None:
@@ -496,67 +349,13 @@ def _lead_not_found(lead_id: str) -> ApiError:
     return ApiError(404, "LEAD_NOT_FOUND", f"No lead with id {shown!r}")
 
 
-ACCOUNT_FIELDS = ["Id", "Name", "Industry", "Phone", "Website", "OwnerId"]
-CONTACT_FIELDS = ["Id", "FirstName", "LastName", "Email", "Phone", "AccountId", "OwnerId"]
-OPPORTUNITY_FIELDS = ["Id", "Name", "Stage", "Amount", "AccountId", "ContactId", "OwnerId"]
-
-
 def convert_lead(database_url: str, lead_id: str, *, create_opportunity: bool) -> dict[str, Any]:
-    """Convert a lead in one transaction; returns the created account, contact and opportunity (or None).
-
-    ApiError 404 LEAD_NOT_FOUND, or 400 ALREADY_CONVERTED (also for the loser of two concurrent conversions).
-    """
-    if len(lead_id) > MAX_ID_LENGTH or _text_problem(lead_id):
-        raise _lead_not_found(lead_id)
-    with session_scope(database_url) as session:
-        # FOR UPDATE: a concurrent conversion waits here, then sees Status = Converted.
-        lead = session.execute(select(Lead).where(Lead.id == lead_id).with_for_update()).scalar_one_or_none()
-        if lead is None:
-            raise _lead_not_found(lead_id)
-        if lead.status == "Converted":
-            raise _already_converted_400(
-                lead_id, lead.converted_account_id, lead.converted_contact_id, lead.converted_opportunity_id
-            )
-        account = services.create(
-            session,
-            Account,
-            {"Name": lead.company, "Industry": lead.industry, "Phone": lead.phone, "Website": lead.website,
-             "OwnerId": lead.owner_id},
-        )  # fmt: skip
-        contact = services.create(
-            session,
-            Contact,
-            {"FirstName": lead.first_name, "LastName": lead.last_name, "Email": lead.email, "Phone": lead.phone,
-             "AccountId": account.id, "OwnerId": lead.owner_id},
-        )  # fmt: skip
-        opportunity = None
-        if create_opportunity:
-            opportunity = services.create(
-                session,
-                Opportunity,
-                {"Name": opportunity_name(lead.company), "Stage": "Prospecting", "Amount": lead.estimated_value,
-                 "AccountId": account.id, "ContactId": contact.id, "OwnerId": lead.owner_id},
-            )  # fmt: skip
-        now = utcnow()
-        lead.status = "Converted"
-        lead.converted_account_id = account.id
-        lead.converted_contact_id = contact.id
-        lead.converted_opportunity_id = opportunity.id if opportunity else None
-        lead.converted_date = now
-        session.flush()
-        record_event(
-            session,
-            CONVERSION_EVENT,
-            {
-                "leadId": lead.id,
-                "accountId": account.id,
-                "contactId": contact.id,
-                "opportunityId": opportunity.id if opportunity else None,
-                "convertedDate": now.isoformat(),
-            },
-        )
-        return {
-            "account": record_to_api(account, ACCOUNT_FIELDS),
-            "contact": record_to_api(contact, CONTACT_FIELDS),
-            "opportunity": record_to_api(opportunity, OPPORTUNITY_FIELDS) if opportunity else None,
-        }
+    """Convert a lead in one transaction (:func:`hotcrm.crm.conversion.convert_lead`); returns the
+    created account, contact and opportunity (or None). ApiError 404 LEAD_NOT_FOUND, or 400
+    ALREADY_CONVERTED (also for the loser of two concurrent conversions)."""
+    check_lead_id(lead_id)
+    try:
+        with session_scope(database_url) as session:
+            return conversion.convert_lead(session, lead_id, create_opportunity=create_opportunity)
+    except CrmError as exc:
+        raise from_crm_error(exc) from None

@@ -96,6 +96,11 @@ HIT_CTE = (
 )
 
 
+# The count as the gate of a one-statement CRM operation (see hotcrm.crm.conversion): the
+# work is done only when the request is within its limit; the gate's value is the count.
+GATE_CTES = f"hit AS ({HIT_CTE}), gate AS (SELECT hits AS value, hits <= %(rl_limit)s AS allowed FROM hit)"
+
+
 def hit_params(key: str, window_start: int) -> dict:
     """The parameters of :data:`HIT_CTE`."""
     return {"rl_bucket": key, "rl_window": window_start}

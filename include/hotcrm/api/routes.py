@@ -37,9 +37,9 @@ from starlette.concurrency import run_in_threadpool
 
 from hotcrm.api import auth, jsonbody, pgpool, ratelimit, salesforce_oauth, throttle
 from hotcrm.api import leads as lead_service
-from hotcrm.api.app import database_url, error_response
 from hotcrm.api.config import RateLimit, get_settings
-from hotcrm.api.errors import ApiError
+from hotcrm.api.errors import ApiError, from_crm_error
+from hotcrm.api.http import database_url, error_response
 from hotcrm.api.leads import statement_session
 from hotcrm.api.schemas import (
     ConvertRequest,
@@ -52,6 +52,7 @@ from hotcrm.api.schemas import (
     TokenResponse,
 )
 from hotcrm.crm.db import is_postgresql, session_scope
+from hotcrm.crm.errors import CrmError
 
 PROTECTION_ATTR = "__hotcrm_protection__"
 
@@ -306,8 +307,8 @@ class ApiRoute(APIRoute):
                     if protection.body:
                         await _read_body(request, protection.body, get_settings(request.app).max_body_bytes)
                 response = await handler(request)
-            except (ApiError, RequestValidationError) as exc:
-                error = exc
+            except (ApiError, CrmError, RequestValidationError) as exc:
+                error = from_crm_error(exc) if isinstance(exc, CrmError) else exc
                 if rate is not None and rate.decision is None:
                     # Refused before the endpoint counted it: it still counts (and 429 wins).
                     try:

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from hotcrm.crm.errors import CrmError, RecordNotFound
 from hotcrm.crm.models import Base, api_to_attr, attr_to_api, utcnow
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in", "like", "is null", "is not null")
@@ -23,11 +24,13 @@ _NO_VALUE_OPERATORS = ("is null", "is not null")
 _ORDERED_TYPES = (int, float, Decimal, dt.date, dt.datetime)
 
 
-class FilterError(ValueError):
+class FilterError(CrmError, ValueError):
     """A filter, field name or value a caller sent that the allowlist refuses."""
 
+    code = "INVALID_FILTER"
 
-class NotFoundError(LookupError):
+
+class NotFoundError(RecordNotFound, LookupError):
     """No record of that object with that Id."""
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from hotcrm.api.app import database_url, error_response
+from hotcrm.api.http import database_url, error_response
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Account, Quote
 from hotcrm.email.render import environment, format_money

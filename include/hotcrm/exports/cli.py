@@ -1,8 +1,9 @@
 """``python -m hotcrm export accounts ...``: an on-demand Account export from the command line.
 
 Runs the same write -> check -> publish steps as the ``account_export`` DAG, in this process,
-into the bucket named by ``--bucket-url`` / ``HOTCRM_BUCKET_URL`` (``s3://`` buckets take
-their credentials from the ``hotcrm_bucket`` Airflow connection, as the DAG does).
+into the bucket named by ``--bucket-url`` / ``HOTCRM_BUCKET_URL`` (opened by
+:func:`hotcrm.storage.bucket_root`: outside Airflow, ``s3://`` buckets take their credentials
+from the environment's AWS settings, not from the ``hotcrm_bucket`` connection).
 """
 
 from __future__ import annotations
@@ -57,28 +58,15 @@ def _filters(args) -> list | None:
     return filters or None
 
 
-def bucket_root_for(url: str):
-    """The bucket root for ``url``: a plain local path for ``file://``, else the Airflow-configured store."""
-    if url.startswith("file://"):
-        from upath import UPath
-
-        root = UPath(url)
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-    from hotcrm.airflow.storage import bucket_root
-
-    return bucket_root(url)
-
-
 def _export_accounts(args) -> int:
     from hotcrm.exports import accounts
-    from hotcrm.settings import bucket_url
+    from hotcrm.storage import bucket_root
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     spec = accounts.build_spec(args.fields, _filters(args), args.fmt, args.changed_since)
     # No Airflow run here: the export is named by the time it was asked for.
     name = accounts.export_name(spec, None, dt.datetime.now(dt.UTC))
-    root = bucket_root_for(args.bucket_url or bucket_url())
+    root = bucket_root(args.bucket_url)
     try:
         manifest = accounts.run_export(args.database_url, root, spec, name)
     except accounts.ExportCheckError as exc:

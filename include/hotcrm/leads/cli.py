@@ -61,23 +61,22 @@ def _check(args) -> int:
 
 
 def _import(args) -> int:
-    from hotcrm.airflow.leads import import_incoming_file, lead_folders
-    from hotcrm.exports.cli import bucket_root_for
+    from hotcrm.leads.bucket import import_incoming_file, lead_folders
     from hotcrm.leads.reader import copy_to
-    from hotcrm.settings import bucket_url
+    from hotcrm.storage import bucket_root, is_local
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = _existing(args.file)
-    root = bucket_root_for(args.bucket_url or bucket_url())
+    root = bucket_root(args.bucket_url)
     incoming = lead_folders(root)["incoming"]
     target = incoming / path.name
-    local_incoming = Path(incoming.path) if getattr(incoming, "protocol", "") in ("file", "local") else None
+    local_incoming = Path(incoming.path) if is_local(incoming) else None
     if local_incoming is None or path.resolve().parent != local_incoming.resolve():
         if target.exists():
             raise ValueError(f"{path.name} is already waiting in {incoming}; import it from there or rename the file")
         copy_to(path, target)
         print(f"copied {path} to {target}")
-    result = import_incoming_file(path.name, args.database_url, root, fail_task=False)
+    result = import_incoming_file(path.name, args.database_url, root)
     _print_outcome(result)
     _print_rejects(result.get("rejects_path"))
     return 0 if result["status"] == "imported" else 1

@@ -11,7 +11,7 @@ SAMPLE_FILES = ("tradeshow_clean.csv", "crm_export_messy.csv")
 
 def run(ctx: Any) -> list[str]:
     """Copy the samples into ``imports/leads/incoming/``, run the DAG, summarize each file's report."""
-    from hotcrm.airflow.leads import lead_folders
+    from hotcrm.leads.bucket import lead_folders
 
     incoming = lead_folders()["incoming"]
     for name in SAMPLE_FILES:
@@ -40,8 +40,8 @@ def _first_rejects(path: str, limit: int = 6) -> list[str]:
     import csv
     import io
 
-    from airflow.sdk import ObjectStoragePath
+    from upath import UPath
 
-    text = ObjectStoragePath(path if "://" in path else f"file://{path}").read_text(encoding="utf-8-sig")
+    text = UPath(path).read_text(encoding="utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
     return [f"line {r['line']} ({r['kind']}): {r['reason']}" for r in rows[:limit]]
