@@ -118,6 +118,7 @@ def main() -> int:
 
     from hotcrm.api import auth
     from hotcrm.crm import migrate
+    from hotcrm.settings import database_env
     from tests.support.api_server import ProcessServer
 
     server = None
@@ -133,7 +134,7 @@ def main() -> int:
             auth.create_api_key(url, f"benchmark {n}", ["leads:read", "leads:write", "leads:convert"]).key
             for n in range(args.keys)
         ]
-        env = {"HOTCRM_DATABASE_URL": url, "HOTCRM_API_RATE_LIMIT": "100000000/60"}
+        env = {**database_env(url), "HOTCRM_API_RATE_LIMIT": "100000000/60"}
         with ProcessServer(env, workers=args.workers) as api:
             port = api.port
             headers = [{"X-API-Key": key, "Content-Type": "application/json"} for key in keys]

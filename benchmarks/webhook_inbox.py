@@ -45,6 +45,7 @@ sys.path[:0] = [str(PROJECT_DIR / "include"), str(PROJECT_DIR)]
 from hotcrm.crm import migrate  # noqa: E402
 from hotcrm.crm.db import dispose_engine, get_engine, session_scope  # noqa: E402
 from hotcrm.crm.models import Account, Payment, utcnow  # noqa: E402
+from hotcrm.settings import database_env  # noqa: E402
 from hotcrm.webhooks.config import connection_json, env_var  # noqa: E402
 from hotcrm.webhooks.inbox import status_counts  # noqa: E402
 from hotcrm.webhooks.models import WebhookInbox  # noqa: E402
@@ -171,7 +172,7 @@ def start_receiver(url: str, workers: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {
         **os.environ,
-        "HOTCRM_DATABASE_URL": url,
+        **database_env(url),
         env_var("payment"): connection_json("stripe", [SECRET]),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "include"), str(PROJECT_DIR)]),
     }
@@ -367,7 +368,7 @@ def run_peer_phase(server: PostgresServer, workdir: Path, args) -> dict:
     port = free_port()
     env = {
         **os.environ,
-        "HOTCRM_DATABASE_URL": url,
+        **database_env(url),
         env_var("payment"): json.dumps({"conn_type": "generic", "password": PEER_SECRET}),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "include"), str(PROJECT_DIR)]),
     }

@@ -4,7 +4,6 @@ stopped by the test session itself."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -29,6 +28,10 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT_DIR / "plugins")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
 os.environ.setdefault("HOTCRM_DATA_DIR", str(_AIRFLOW_HOME / "data"))
+# The database a test uses is the one it names: not the Makefile's embedded default
+# (`make test` exports AIRFLOW_CONN_HOTCRM_DB) nor a developer's own.
+os.environ.pop("AIRFLOW_CONN_HOTCRM_DB", None)
+os.environ.pop("HOTCRM_DATABASE_URL", None)
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(PROJECT_DIR / "include"), str(PROJECT_DIR)]
     + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
@@ -36,6 +39,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from hotcrm.crm import migrate  # noqa: E402
 from hotcrm.crm.db import dispose_engine  # noqa: E402
+from hotcrm.settings import database_connection_json, database_env  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 from tests.support.s3 import S3Server  # noqa: E402
 
@@ -101,21 +105,7 @@ def db_url(request) -> str:
 
 def connection_json(url: str) -> str:
     """The ``hotcrm_db`` Airflow connection (JSON form) for a database URL."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return json.dumps({"conn_type": "sqlite", "host": parsed.database})
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": parsed.host,
-            "port": parsed.port,
-            "login": parsed.username,
-            "password": parsed.password,
-            "schema": parsed.database,
-        }
-    )
+    return database_connection_json(url)
 
 
 # --- Airflow -----------------------------------------------------------------------------
@@ -132,12 +122,12 @@ def airflow_db():
 
 @pytest.fixture
 def hotcrm_env(db_url, tmp_path, monkeypatch):
-    """Point the project at a fresh CRM database (both ways: connection and URL) and a
+    """Point the project at a fresh CRM database (its ``hotcrm_db`` connection) and a
     ``file://`` bucket in the test's folder. Returns the settings as a dict."""
     bucket = tmp_path / "bucket"
     bucket.mkdir()
-    monkeypatch.setenv("AIRFLOW_CONN_HOTCRM_DB", connection_json(db_url))
-    monkeypatch.setenv("HOTCRM_DATABASE_URL", db_url)
+    for name, value in database_env(db_url).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOTCRM_BUCKET_URL", bucket.as_uri())
     monkeypatch.setenv("HOTCRM_DATA_DIR", str(tmp_path / "data"))
     return {"database_url": db_url, "bucket_url": bucket.as_uri(), "bucket_dir": bucket}

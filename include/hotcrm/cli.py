@@ -2,8 +2,9 @@
 subscriptions, requeues).
 
 Each capability adds its commands in a module with ``register(subparsers)`` listed in
-:data:`COMMAND_MODULES`. Commands take the database from ``--database-url`` or
-``HOTCRM_DATABASE_URL`` (default: the embedded SQLite file).
+:data:`COMMAND_MODULES`. Commands take the database from ``--database-url``, else
+:func:`hotcrm.settings.database_url` (the ``hotcrm_db`` connection, ``AIRFLOW_CONN_HOTCRM_DB``;
+then ``HOTCRM_DATABASE_URL``; then the embedded SQLite file).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from hotcrm.settings import default_database_url
+from hotcrm.settings import database_url
 
 COMMAND_MODULES = [
     "hotcrm.crm.cli",
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url",
         default=None,
-        help="CRM database URL (default: HOTCRM_DATABASE_URL or the embedded SQLite file)",
+        help="CRM database URL (default: the AIRFLOW_CONN_HOTCRM_DB connection, else HOTCRM_DATABASE_URL, "
+        "else the embedded SQLite file)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code is returned."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.database_url = args.database_url or default_database_url()
+    args.database_url = args.database_url or database_url()
     try:
         return int(args.handler(args) or 0)
     except (ValueError, LookupError) as exc:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONFIG_DIR = PROJECT_DIR / "include" / "config"
@@ -25,12 +26,123 @@ def data_dir() -> Path:
     return Path(os.environ.get("HOTCRM_DATA_DIR", PROJECT_DIR / "data")).resolve()
 
 
-def default_database_url() -> str:
-    """The CRM database URL: ``HOTCRM_DATABASE_URL`` or the embedded SQLite file."""
-    url = os.environ.get("HOTCRM_DATABASE_URL")
+# --- the CRM database ----------------------------------------------------------------------
+#
+# One source of truth: the ``hotcrm_db`` Airflow connection. Airflow reads it from any
+# secrets backend (the hook, :class:`hotcrm.airflow.hooks.HotCrmDatabaseHook`); outside
+# Airflow (the command line, ``make api``) :func:`database_url` reads its environment form,
+# ``AIRFLOW_CONN_HOTCRM_DB``. ``HOTCRM_DATABASE_URL`` (a SQLAlchemy URL) is only the fallback
+# when no connection is defined, then the embedded SQLite file.
+
+DATABASE_CONN_ID = "hotcrm_db"
+DATABASE_CONN_ENV = "AIRFLOW_CONN_HOTCRM_DB"
+DATABASE_URL_ENV = "HOTCRM_DATABASE_URL"
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str:
+    """The CRM database URL (SQLAlchemy), the one place it is read: the ``hotcrm_db``
+    connection's environment form ``AIRFLOW_CONN_HOTCRM_DB`` (JSON or URI, as Airflow takes it),
+    else ``HOTCRM_DATABASE_URL``, else the embedded SQLite file in the data folder."""
+    env = os.environ if env is None else env
+    conn = env.get(DATABASE_CONN_ENV)
+    if conn:
+        return connection_url(parse_connection(conn, DATABASE_CONN_ENV), DATABASE_CONN_ID)
+    url = env.get(DATABASE_URL_ENV)
     if url:
         return url
     return f"sqlite:///{data_dir() / 'hotcrm.db'}"
+
+
+# The name the callers have always used; the same function.
+default_database_url = database_url
+
+
+def database_connection_json(url: str) -> str:
+    """The ``hotcrm_db`` connection (Airflow's JSON form) for a SQLAlchemy database URL."""
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return json.dumps({"conn_type": "sqlite", "host": parsed.database})
+    fields = {"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
+              "password": parsed.password, "schema": parsed.database}  # fmt: skip
+    extra = {k: v for k, v in parsed.query.items() if k in ("sslmode", "application_name")}
+    return json.dumps({**fields, **({"extra": extra} if extra else {})})
+
+
+def database_env(url: str) -> dict[str, str]:
+    """The environment that points a process (a server, the command line) at ``url``."""
+    return {DATABASE_CONN_ENV: database_connection_json(url)}
+
+
+def parse_connection(value: str, where: str) -> dict[str, Any]:
+    """An Airflow connection in its environment form, JSON (``{"conn_type": ...}``) or URI
+    (``postgres://user:pass@host:5432/db?sslmode=require``), as ``conn_type``, ``host``,
+    ``login``, ``password``, ``port``, ``schema`` and ``extra`` (a dict)."""
+    import json
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
+        extra = raw.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra) if extra.strip() else {}
+        return {
+            "conn_type": raw.get("conn_type"), "host": raw.get("host"), "login": raw.get("login"),
+            "password": raw.get("password"), "port": raw.get("port"), "schema": raw.get("schema"), "extra": extra,
+        }  # fmt: skip
+    if "://" not in text:
+        raise ValueError(f"{where}: not a connection; give a URI (postgres://user:password@host:5432/db) or JSON")
+    parts = urlsplit(text)
+    conn_type = parts.scheme.replace("-", "_")
+    extra = dict(parse_qsl(parts.query))
+    if "__extra__" in extra:
+        extra = json.loads(extra["__extra__"])
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{where}: the port is not a number") from None
+    return {
+        "conn_type": "postgres" if conn_type == "postgresql" else conn_type,
+        "host": unquote(parts.hostname or "") if parts.hostname else None,
+        "login": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "port": port,
+        "schema": unquote(parts.path[1:]) if parts.path else None,
+        "extra": extra,
+    }
+
+
+def connection_url(conn: Mapping[str, Any], conn_id: str = DATABASE_CONN_ID) -> str:
+    """A ``postgres`` or ``sqlite`` connection (fields as :func:`parse_connection` gives them)
+    as a SQLAlchemy URL string; it carries the password: never log it."""
+    from sqlalchemy.engine import URL
+
+    conn_type = (conn.get("conn_type") or "").lower()
+    if conn_type == "sqlite":
+        path = conn.get("host") or conn.get("schema")
+        if not path:
+            raise ValueError(f"connection {conn_id!r}: a sqlite connection needs the file path as host")
+        return f"sqlite:///{path}"
+    if conn_type in ("postgres", "postgresql"):
+        extra = conn.get("extra") or {}
+        url = URL.create(
+            "postgresql+psycopg",
+            username=conn.get("login") or None,
+            password=conn.get("password") or None,
+            host=conn.get("host") or None,
+            port=conn.get("port") or None,
+            database=conn.get("schema") or None,
+            query={k: str(v) for k, v in extra.items() if k in ("sslmode", "application_name")},
+        )
+        return url.render_as_string(hide_password=False)
+    raise ValueError(f"connection {conn_id!r} has type {conn.get('conn_type')!r}; use 'postgres' or 'sqlite'")
 
 
 def bucket_url() -> str:
@@ -39,6 +151,35 @@ def bucket_url() -> str:
     if url:
         return url.rstrip("/")
     return (data_dir() / "bucket").as_uri()
+
+
+# --- JSON config files ------------------------------------------------------------------
+
+
+def read_json_file(
+    path: str | Path, what: str, *, error: type[Exception] = ValueError, hint: str = "", expect: type | None = dict
+) -> Any:
+    """The content of a JSON config file (a mapping, a quality suite, a settings file), the one
+    way config files are read. A missing file, a file that cannot be read, bad JSON (with its
+    line and column) or a top-level value that is not ``expect`` is ``error``, naming the file
+    and ``what`` it should be (``hint``: how to fix a missing file)."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found" + (f"; {hint}" if hint else "")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read the {what} ({exc})") from None
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+    if expect is not None and not isinstance(content, expect):
+        kind = "a JSON object" if expect is dict else f"a JSON {expect.__name__}"
+        raise error(f"{path}: the {what} must be {kind}, not {type(content).__name__}")
+    return content
 
 
 def read_settings_file(
@@ -50,17 +191,8 @@ def read_settings_file(
     missing file, bad JSON (with its line) and unknown keys (with the known ones) are
     ValueErrors that name the file.
     """
-    import json
-
     path = Path(path or os.environ.get(env_var) or default_path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: {what} file not found; set {env_var} to an existing file") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: {what} must be a JSON object")
+    raw = read_json_file(path, what, hint=f"set {env_var} to an existing file")
     unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")

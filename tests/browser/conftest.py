@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import connection_json
+from hotcrm.settings import database_env
 from tests.support.airflow_server import AirflowApiServer
 from tests.support.ui_data import seed_ui_data
 
@@ -25,7 +25,7 @@ def airflow_ui(airflow_db, _sqlite_template, tmp_path_factory):
     ids = seed_ui_data(url, work)
     # The DAGs in the metadata database, as the DAG processor puts them (the dry-run trigger needs them).
     subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, capture_output=True)
-    server = AirflowApiServer({"AIRFLOW_CONN_HOTCRM_DB": connection_json(url), "HOTCRM_DATABASE_URL": url}, work)
+    server = AirflowApiServer(database_env(url), work)
     server.start()
     try:
         yield server, ids, url

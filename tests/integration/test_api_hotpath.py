@@ -20,6 +20,7 @@ from hotcrm.api.pgpool import libpq_conninfo
 from hotcrm.cli import main as cli
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Contact, Lead, OutboxEvent, utcnow
+from hotcrm.settings import database_env
 from tests.integration.test_api import ALL, LEAD, SETTINGS, Api, assert_error, wait_for_fresh_window
 from tests.support.api_server import ProcessServer
 
@@ -101,7 +102,7 @@ def test_a_key_revoked_by_the_cli_is_refused_by_server_processes_within_the_cach
     their cached verification ends (HOTCRM_API_KEY_CACHE_TTL), or at once with the cache off."""
     cached_key = auth.create_api_key(db_url, "cached", ["leads:read"])
     uncached_key = auth.create_api_key(db_url, "uncached", ["leads:read"])
-    env = {"HOTCRM_DATABASE_URL": db_url}
+    env = database_env(db_url)
     with (
         ProcessServer({**env, "HOTCRM_API_KEY_CACHE_TTL": "1"}) as cached,
         ProcessServer({**env, "HOTCRM_API_KEY_CACHE_TTL": "0"}) as uncached,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from hotcrm.api import auth
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Lead
+from hotcrm.settings import database_env
 from tests.integration.test_api import wait_for_fresh_window
 from tests.support.api_server import ProcessServer
 
@@ -30,7 +31,7 @@ def test_two_server_processes_share_one_counter(db_url):
     LIMIT pass; a token issued by one process is accepted by the other (shared signing key)."""
     key = auth.create_api_key(db_url, "partner", ["leads:read"]).key
     client = auth.create_oauth_client(db_url, "front end", ["leads:read"])
-    env = {**ENV, "HOTCRM_DATABASE_URL": db_url}
+    env = {**ENV, **database_env(db_url)}
     with ProcessServer(env) as first, ProcessServer(env) as second:
         wait_for_fresh_window(WINDOW)
         statuses = [
@@ -50,7 +51,7 @@ def test_two_server_processes_share_one_counter(db_url):
 
 def test_uvicorn_with_two_workers_enforces_the_limit_once(db_url):
     key = auth.create_api_key(db_url, "partner", ["leads:read"]).key
-    with ProcessServer({**ENV, "HOTCRM_DATABASE_URL": db_url}, workers=2) as server:
+    with ProcessServer({**ENV, **database_env(db_url)}, workers=2) as server:
         wait_for_fresh_window(WINDOW)
         url = f"{server.base_url}/hotcrm/api/v1/crm/leads/none"
         with ThreadPoolExecutor(8) as pool:
@@ -65,7 +66,7 @@ def test_creation_counts_and_inserts_in_one_statement_across_workers(db_url):
     """Lead creation counts the request in the statement that inserts the lead: across two
     workers, exactly LIMIT creations pass and only those leads are written."""
     key = auth.create_api_key(db_url, "partner", ["leads:write"]).key
-    env = {"HOTCRM_DATABASE_URL": db_url, "HOTCRM_API_RATE_LIMITS": f"leads.create={LIMIT}/{WINDOW}"}
+    env = {**database_env(db_url), "HOTCRM_API_RATE_LIMITS": f"leads.create={LIMIT}/{WINDOW}"}
     with ProcessServer(env, workers=2) as server:
         wait_for_fresh_window(WINDOW)
         url = f"{server.base_url}/hotcrm/api/v1/crm/leads"

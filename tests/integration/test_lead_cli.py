@@ -16,6 +16,7 @@ from hotcrm.cli import main
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Lead
 from hotcrm.leads.models import ImportFile, ImportIssue
+from hotcrm.settings import database_env
 
 ROOT = Path(__file__).resolve().parents[2]
 UNCLOSED_QUOTE = (
@@ -103,7 +104,7 @@ def test_import_puts_the_file_in_the_bucket_and_imports_it_as_the_dag_does(db_ur
 def test_python_m_hotcrm_runs_the_command(sqlite_url, tmp_path):
     path = tmp_path / "repeats.csv"
     path.write_text(REPEATS)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), "HOTCRM_DATABASE_URL": sqlite_url}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), **database_env(sqlite_url)}
     done = subprocess.run(
         [sys.executable, "-m", "hotcrm", "leads", "check", str(path)],
         capture_output=True,

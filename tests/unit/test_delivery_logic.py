@@ -118,7 +118,7 @@ def test_config_errors_name_the_file_and_setting(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"delivery.json: unknown setting\(s\) \['retry_schedule'\]"):
         load_config(path)
     path.write_text('{\n "timeout_seconds": 3,\n}')
-    with pytest.raises(ValueError, match="line 3: invalid JSON"):
+    with pytest.raises(ValueError, match=r"line 3, column \d+: invalid JSON"):
         load_config(path)
     path.write_text('{"allow_private_destinations": ["10.0.0.0/33"]}')
     with pytest.raises(ValueError, match="10.0.0.0/33"):

@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hotcrm.retry import scheduled_delay
 from hotcrm.settings import CONFIG_DIR, read_settings_file
 
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "delivery.json"
@@ -38,12 +39,8 @@ class DeliveryConfig:
     def retry_delay(self, failed_attempts: int, rng: random.Random | None = None) -> float | None:
         """Seconds to wait after the ``failed_attempts``-th failure, with jitter; None when
         no attempt is left (the delivery is dead-lettered)."""
-        if failed_attempts > len(self.retry_schedule_seconds):
-            return None
-        base = self.retry_schedule_seconds[failed_attempts - 1]
         # Jitter spreads the retries of a burst of failures so they do not hit the subscriber together.
-        spread = base * self.jitter_ratio
-        return max(0.0, base + (rng or random).uniform(-spread, spread))
+        return scheduled_delay(self.retry_schedule_seconds, failed_attempts, self.jitter_ratio, rng)
 
 
 def load_config(path: str | Path | None = None) -> DeliveryConfig:

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from hotcrm.retry import scheduled_delay
 from hotcrm.settings import CONFIG_DIR, read_settings_file
 
 DEFAULT_SETTINGS_PATH = CONFIG_DIR / "email" / "settings.json"
@@ -33,11 +34,7 @@ class EmailSettings:
 
     def retry_delay(self, failed_attempts: int, rng: random.Random | None = None) -> float | None:
         """Seconds before the next try after ``failed_attempts`` failures (None: give up)."""
-        if failed_attempts > len(self.retry_schedule_seconds):
-            return None
-        base = self.retry_schedule_seconds[failed_attempts - 1]
-        spread = base * self.jitter_ratio
-        return max(0.0, base + (rng or random).uniform(-spread, spread))
+        return scheduled_delay(self.retry_schedule_seconds, failed_attempts, self.jitter_ratio, rng)
 
 
 # The path under which the HTTP app serves a quote's page (hotcrm.email.pages), below the

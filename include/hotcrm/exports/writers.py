@@ -22,8 +22,11 @@ from typing import Any
 
 import orjson
 
-# Cells a spreadsheet would run as a formula (OWASP "CSV injection"): prefixed with a quote.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+from hotcrm.spreadsheet import FORMULA_PREFIXES, neutralize
+
+# The name the export tests and callers have used; the one escaper of hotcrm.spreadsheet.
+neutralize_cell = neutralize
+
 _JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 _NEWLINE = orjson.Fragment(b"\n")
 
@@ -35,13 +38,6 @@ def _json_default(value: Any) -> Any:
             return orjson.Fragment(str(value).encode())
         return str(value)  # NaN / Infinity are not JSON numbers
     raise TypeError(f"cannot export a value of type {type(value).__name__}")
-
-
-def neutralize_cell(text: str) -> str:
-    """Prefix a quote to text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR)."""
-    if text and text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
 
 
 def format_timestamp(value: dt.datetime) -> str:
@@ -56,7 +52,7 @@ def csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return neutralize_cell(value)
+        return neutralize(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):

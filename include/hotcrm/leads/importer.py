@@ -82,6 +82,7 @@ from hotcrm.leads.reader import (
     spool,
 )
 from hotcrm.leads.rules import row_normalizer
+from hotcrm.spreadsheet import FORMULA_PREFIXES as _FORMULA_START
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,6 @@ CHECKED = "checked"  # check_lead_file's status for a file that would be importe
 # Try loading a file straight into leads first (see hotcrm.leads.loader).
 DIRECT_LOAD = True
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class AccountingError(RuntimeError):

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotcrm.settings import CONFIG_DIR
+from hotcrm.settings import CONFIG_DIR, read_json_file
 
 QUALITY_CONFIG_DIR = CONFIG_DIR / "quality"
 
@@ -78,7 +78,7 @@ _OBSERVED_KEYS = ("observed_value", "element_count", "unexpected_count", "unexpe
 def load_suite(name: str, config_dir: Path = QUALITY_CONFIG_DIR) -> dict[str, Any]:
     """The suite ``name`` from ``include/config/quality/<name>.json``."""
     path = config_dir / f"{name}.json"
-    suite = json.loads(path.read_text(encoding="utf-8"))
+    suite = read_json_file(path, "quality suite", hint=f"suites live in {config_dir}")
     if not isinstance(suite.get("expectations"), list):
         raise ValueError(f"{path}: a suite needs an 'expectations' list")
     return suite

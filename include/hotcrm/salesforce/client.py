@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from hotcrm.retry import exponential_delay
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_VERSION = "60.0"
@@ -89,7 +91,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with full jitter (attempt 1 → up to ``base_delay``)."""
-        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return exponential_delay(attempt, self.base_delay, self.max_delay, jitter=True, rng=rng)
 
 
 class SalesforceClient:

@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hotcrm.settings import PROJECT_DIR
+from hotcrm.settings import PROJECT_DIR, read_json_file
 
 DEFAULT_MAPPING_PATH = PROJECT_DIR / "include" / "config" / "salesforce_mapping.json"
 SYNCABLE_OBJECTS = ("Account", "Contact")  # in the order they must be sent
@@ -130,12 +130,10 @@ def parse_mapping(data: Any, *, source: str = "<mapping>") -> Mapping:
 def load_mapping(path: str | Path | None = None) -> Mapping:
     """Read and check the mapping file (default: ``include/config/salesforce_mapping.json``)."""
     path = Path(path or DEFAULT_MAPPING_PATH)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MappingError(f"{path}: mapping file not found; copy include/config/salesforce_mapping.json") from None
-    except json.JSONDecodeError as exc:
-        raise MappingError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})") from None
+    # parse_mapping checks the shape (a JSON object), naming what is missing.
+    data = read_json_file(
+        path, "mapping", error=MappingError, hint="copy include/config/salesforce_mapping.json", expect=None
+    )
     return parse_mapping(data, source=str(path))
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from hotcrm.crm.db import is_postgresql, session_scope
 from hotcrm.crm.events import EVENT_TYPES
 from hotcrm.crm.models import OutboxEvent, Payment, new_id, utcnow
+from hotcrm.retry import exponential_delay
 from hotcrm.webhooks.config import DEFAULT_PAYMENT_PATH, SourceConfigError, SourceRegistry, env_source_registry
 from hotcrm.webhooks.handlers import HANDLERS, EventContext, PayloadError, RetryableError, aware, payment_refs
 from hotcrm.webhooks.inbox import DEFAULT_LEASE, claim_batch
@@ -65,7 +66,7 @@ class ProcessResult:
 
 def backoff_delay(attempts: int, base: float = DEFAULT_BACKOFF_SECONDS) -> timedelta:
     """Delay before retry number ``attempts``: base * 2^(attempts-1), at most an hour."""
-    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+    return timedelta(seconds=exponential_delay(attempts, base, MAX_BACKOFF_SECONDS))
 
 
 def default_worker_name() -> str:

@@ -1,0 +1,80 @@
+"""The settings layer: the CRM database URL is read in one place, the ``hotcrm_db`` connection
+first, ``HOTCRM_DATABASE_URL`` only as its fallback; the hook and the core agree on every form."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hotcrm import settings
+from hotcrm.settings import database_connection_json, database_env, database_url
+
+PG_URL = "postgresql+psycopg://us%40er:p%40ss%2Fw@db.internal:5433/hotcrm"
+CONNECTIONS = [
+    # (AIRFLOW_CONN_HOTCRM_DB, the SQLAlchemy URL it means)
+    ('{"conn_type": "sqlite", "host": "/srv/hotcrm/hotcrm.db"}', "sqlite:////srv/hotcrm/hotcrm.db"),
+    ("sqlite://%2Fsrv%2Fhotcrm%2Fhotcrm.db", "sqlite:////srv/hotcrm/hotcrm.db"),
+    (
+        '{"conn_type": "postgres", "host": "db.internal", "port": 5433, "login": "us@er", '
+        '"password": "p@ss/w", "schema": "hotcrm"}',
+        PG_URL,
+    ),
+    ("postgres://us%40er:p%40ss%2Fw@db.internal:5433/hotcrm", PG_URL),
+    ("postgresql://us%40er:p%40ss%2Fw@db.internal:5433/hotcrm", PG_URL),
+    (
+        "postgres://u:p@db.internal/hotcrm?sslmode=require&connect_timeout=5",
+        "postgresql+psycopg://u:p@db.internal/hotcrm?sslmode=require",
+    ),
+    (
+        '{"conn_type": "postgres", "host": "h", "schema": "d", "extra": "{\\"sslmode\\": \\"verify-full\\"}"}',
+        "postgresql+psycopg://h/d?sslmode=verify-full",
+    ),
+]
+
+
+@pytest.mark.parametrize(("conn", "expected"), CONNECTIONS)
+def test_the_connection_is_the_source_of_truth(conn, expected):
+    env = {"AIRFLOW_CONN_HOTCRM_DB": conn, "HOTCRM_DATABASE_URL": "sqlite:////elsewhere.db"}
+    assert database_url(env) == expected
+
+
+@pytest.mark.parametrize(("conn", "expected"), CONNECTIONS)
+def test_the_hook_reads_the_same_url_from_the_same_connection(conn, expected):
+    # Where Airflow runs, the hook reads hotcrm_db (any secrets backend); both must agree.
+    from airflow.models.connection import Connection
+
+    from hotcrm.airflow.hooks import connection_to_url
+
+    connection = Connection.from_json(conn, conn_id="hotcrm_db") if conn.startswith("{") else Connection(uri=conn)
+    assert connection_to_url(connection) == expected
+
+
+def test_the_fallback_then_the_embedded_default(tmp_path, monkeypatch):
+    assert database_url({"HOTCRM_DATABASE_URL": "sqlite:////x.db"}) == "sqlite:////x.db"
+    monkeypatch.setenv("HOTCRM_DATA_DIR", str(tmp_path))
+    assert database_url({}) == f"sqlite:///{tmp_path / 'hotcrm.db'}"
+    monkeypatch.delenv("AIRFLOW_CONN_HOTCRM_DB", raising=False)
+    monkeypatch.setenv("HOTCRM_DATABASE_URL", "sqlite:////from-env.db")
+    assert database_url() == settings.default_database_url() == "sqlite:////from-env.db"
+
+
+@pytest.mark.parametrize(
+    ("conn", "message"),
+    [
+        ('{"conn_type": "mysql", "host": "h"}', "connection 'hotcrm_db' has type 'mysql'; use 'postgres' or 'sqlite'"),
+        ('{"conn_type": "sqlite"}', "a sqlite connection needs the file path as host"),
+        ('{"conn_type": "postgres",\n "host": }', "AIRFLOW_CONN_HOTCRM_DB: invalid JSON at line 2"),
+        ("db.internal:5432", "AIRFLOW_CONN_HOTCRM_DB: not a connection"),
+    ],
+)
+def test_a_bad_connection_names_the_setting_and_the_fix(conn, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        database_url({"AIRFLOW_CONN_HOTCRM_DB": conn})
+    assert "secret" not in str(caught.value)
+
+
+def test_a_url_round_trips_through_its_connection():
+    for url in (PG_URL, "sqlite:////srv/hotcrm/hotcrm.db", "postgresql+psycopg://u:p@h:5432/d?sslmode=require"):
+        assert database_url(database_env(url)) == url
+    assert json.loads(database_connection_json("sqlite:////a/b.db")) == {"conn_type": "sqlite", "host": "/a/b.db"}
