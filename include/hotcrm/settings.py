@@ -153,6 +153,28 @@ def bucket_url() -> str:
     return (data_dir() / "bucket").as_uri()
 
 
+# --- numbers from the environment ----------------------------------------------------------
+
+
+def env_number(
+    name: str, default: float, *, kind: type = int, minimum: float = 0, env: Mapping[str, str] | None = None
+) -> Any:
+    """The number setting ``name`` (``kind``: int or float), or ``default`` when unset; a value
+    that is not a number or is below ``minimum`` is a ValueError naming the setting."""
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name}: {raw!r} is not {what}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
 # --- JSON config files ------------------------------------------------------------------
 
 
@@ -182,6 +204,11 @@ def read_json_file(
     return content
 
 
+def config_path(path: str | Path | None, env_var: str, default_path: Path) -> Path:
+    """Which config file to read: ``path`` if given, else the one ``env_var`` names, else ``default_path``."""
+    return Path(path or os.environ.get(env_var) or default_path)
+
+
 def read_settings_file(
     path: str | Path | None, env_var: str, default_path: Path, known: set[str], what: str
 ) -> tuple[Path, dict]:
@@ -191,7 +218,7 @@ def read_settings_file(
     missing file, bad JSON (with its line) and unknown keys (with the known ones) are
     ValueErrors that name the file.
     """
-    path = Path(path or os.environ.get(env_var) or default_path)
+    path = config_path(path, env_var, default_path)
     raw = read_json_file(path, what, hint=f"set {env_var} to an existing file")
     unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
     if unknown:

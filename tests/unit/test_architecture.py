@@ -59,6 +59,31 @@ def test_import_graph_sees_function_level_imports():
     assert ("hotcrm.airflow.leads", "airflow.sdk.exceptions", False) in found
 
 
+def _reads_settings(module: str) -> bool:
+    """The modules where settings are read: hotcrm.settings and each capability's settings
+    module; demo steps (they set up the demo's environment) and the adapter (connections)."""
+    last = module.rsplit(".", 1)[-1]
+    return module == "hotcrm.settings" or last in ("config", "settings", "demo") or not _is_core(module)
+
+
+# Not a setting: Great Expectations is told not to phone home before it is imported.
+ENVIRONMENT_WRITES = {"hotcrm.quality"}
+
+
+def test_the_environment_is_read_only_in_settings_modules():
+    found = [
+        f"{module} line {line}"
+        for module, line in imports.environment_reads()
+        if not _reads_settings(module) and module not in ENVIRONMENT_WRITES
+    ]
+    assert found == [], "read settings in hotcrm.settings or the capability's config/settings module"
+
+
+def test_environment_reads_are_found():
+    modules = {module for module, _line in imports.environment_reads()}
+    assert {"hotcrm.settings", "hotcrm.api.config", "hotcrm.email.settings"} <= modules
+
+
 @pytest.mark.parametrize("module", HTTP_MODULES)
 def test_http_module_imports_alone_in_a_fresh_interpreter(module):
     done = subprocess.run(

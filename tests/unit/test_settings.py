@@ -78,3 +78,28 @@ def test_a_url_round_trips_through_its_connection():
     for url in (PG_URL, "sqlite:////srv/hotcrm/hotcrm.db", "postgresql+psycopg://u:p@h:5432/d?sslmode=require"):
         assert database_url(database_env(url)) == url
     assert json.loads(database_connection_json("sqlite:////a/b.db")) == {"conn_type": "sqlite", "host": "/a/b.db"}
+
+
+def test_numbers_from_the_environment_name_the_setting():
+    from hotcrm.settings import env_number
+
+    assert env_number("N", 5, env={}) == 5 and env_number("N", 5, env={"N": "7"}) == 7
+    assert env_number("F", 1.0, kind=float, env={"F": "0.25"}) == 0.25
+    with pytest.raises(ValueError, match=r"N: 'seven' is not a whole number"):
+        env_number("N", 5, env={"N": "seven"})
+    with pytest.raises(ValueError, match=r"F: 'x' is not a number"):
+        env_number("F", 1.0, kind=float, env={"F": "x"})
+    with pytest.raises(ValueError, match=r"N: must be at least 1, got 0"):
+        env_number("N", 5, minimum=1, env={"N": "0"})
+
+
+def test_salesforce_bulk_settings_are_typed_and_checked():
+    from hotcrm.salesforce.settings import BulkSettings
+
+    assert BulkSettings.from_env({}) == BulkSettings()
+    env = {"HOTCRM_SALESFORCE_BULK_THRESHOLD": "10", "HOTCRM_SALESFORCE_BULK_POLL_SECONDS": "0.1",
+           "HOTCRM_SALESFORCE_BULK_WAIT_BEFORE_DEFER_SECONDS": "0"}  # fmt: skip
+    bulk = BulkSettings.from_env(env)
+    assert (bulk.threshold, bulk.poll_seconds, bulk.wait_before_defer_seconds) == (10, 0.1, 0.0)
+    with pytest.raises(ValueError, match="HOTCRM_SALESFORCE_BULK_MAX_BYTES: '100MB' is not a whole number"):
+        BulkSettings.from_env({"HOTCRM_SALESFORCE_BULK_MAX_BYTES": "100MB"})

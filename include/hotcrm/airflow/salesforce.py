@@ -24,7 +24,6 @@ is ever logged or put in an error message.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -293,19 +292,20 @@ def run_salesforce_sync(
     2.0), ``HOTCRM_SALESFORCE_BULK_MAX_BYTES`` (CSV bytes per job, default 100 MB),
     ``HOTCRM_SALESFORCE_BULK_WAIT_SECONDS`` (how long the task waits for its jobs)."""
     from hotcrm.airflow.hooks import HotCrmDatabaseHook
-    from hotcrm.salesforce.client import DEFAULT_BULK_MAX_BYTES
-    from hotcrm.salesforce.sync import DEFAULT_BULK_THRESHOLD, DEFAULT_BULK_WAIT_SECONDS, SyncOptions, run_sync
+    from hotcrm.salesforce.settings import BulkSettings
+    from hotcrm.salesforce.sync import SyncOptions, run_sync
 
+    bulk = BulkSettings.from_env()
     if bulk_wait_seconds is None:
-        bulk_wait_seconds = float(os.environ.get("HOTCRM_SALESFORCE_BULK_WAIT_SECONDS", DEFAULT_BULK_WAIT_SECONDS))
+        bulk_wait_seconds = bulk.wait_seconds
     options = SyncOptions(
         objects=tuple(params.get("objects") or ("Account", "Contact")),
         dry_run=bool(params.get("dry_run")),
         full=bool(params.get("full")),
         limit=params.get("limit"),
         transport=params.get("transport") or "auto",
-        bulk_threshold=int(os.environ.get("HOTCRM_SALESFORCE_BULK_THRESHOLD", DEFAULT_BULK_THRESHOLD)),
-        bulk_max_bytes=int(os.environ.get("HOTCRM_SALESFORCE_BULK_MAX_BYTES", DEFAULT_BULK_MAX_BYTES)),
+        bulk_threshold=bulk.threshold,
+        bulk_max_bytes=bulk.max_bytes,
         bulk_wait_seconds=bulk_wait_seconds,
         run_id=run_id,
     )
@@ -352,7 +352,9 @@ class HotCrmSalesforceSyncOperator(BaseOperator):
         if self.wait_before_defer is not None:
             return self.wait_before_defer
         if self.deferrable:  # a short wait in the worker, the rest in the triggerer
-            return float(os.environ.get("HOTCRM_SALESFORCE_BULK_WAIT_BEFORE_DEFER_SECONDS", 120))
+            from hotcrm.salesforce.settings import BulkSettings
+
+            return BulkSettings.from_env().wait_before_defer_seconds
         return None
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -371,7 +373,9 @@ class HotCrmSalesforceSyncOperator(BaseOperator):
             from hotcrm.airflow.triggers import SalesforceBulkJobTrigger
 
             self.log.info("Waiting in the triggerer for bulk job(s) %s", ", ".join(pending))
-            poll = self.poll_interval or float(os.environ.get("HOTCRM_SALESFORCE_BULK_POLL_SECONDS", 30))
+            from hotcrm.salesforce.settings import BulkSettings
+
+            poll = self.poll_interval or BulkSettings.from_env().poll_seconds
             self.defer(
                 trigger=SalesforceBulkJobTrigger(
                     job_ids=pending,

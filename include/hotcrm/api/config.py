@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from cryptography.fernet import MultiFernet
 
 from hotcrm.crypto import make_fernet
-from hotcrm.settings import secret
+from hotcrm.settings import env_number, secret
 
 ROUTE_NAMES = (
     "leads.create",
@@ -110,16 +110,7 @@ class ApiSettings:
         env = os.environ if env is None else env
 
         def integer(name: str, default: int, minimum: int = 1) -> int:
-            raw = env.get(name)
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}: {raw!r} is not a whole number") from None
-            if value < minimum:
-                raise ValueError(f"{name}: must be at least {minimum}, got {value}")
-            return value
+            return env_number(name, default, minimum=minimum, env=env)
 
         route_limits: dict[str, RateLimit] = {}
         for entry in filter(None, (e.strip() for e in env.get("HOTCRM_API_RATE_LIMITS", "").split(","))):

@@ -10,12 +10,11 @@ keyed by the ledger's file id, so a retried task queues it once; ``quote_emails`
 from __future__ import annotations
 
 import fnmatch
-import os
 from pathlib import Path
 from typing import Any
 
 from hotcrm.leads.models import COUNT_FIELDS
-from hotcrm.settings import CONFIG_DIR, read_json_file
+from hotcrm.settings import CONFIG_DIR, config_path, read_json_file
 
 NOTICES_CONFIG = CONFIG_DIR / "lead_import_notices.json"
 NOTICE_KIND = "import_summary"
@@ -24,7 +23,7 @@ MAX_LISTED_ISSUES = 20
 
 def load_recipient_rules(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The recipient rules, checked: each needs a ``match`` glob and a ``to`` list of addresses."""
-    path = Path(path or os.environ.get("HOTCRM_LEAD_IMPORT_NOTICES") or NOTICES_CONFIG)
+    path = config_path(path, "HOTCRM_LEAD_IMPORT_NOTICES", NOTICES_CONFIG)
     rules = read_json_file(path, "lead import notices").get("recipients")
     if not isinstance(rules, list):
         raise ValueError(f"{path}: 'recipients' must be a list of {{'match': glob, 'to': [addresses]}}")
