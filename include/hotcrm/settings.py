@@ -92,7 +92,12 @@ def parse_connection(value: str, where: str) -> dict[str, Any]:
             raise ValueError(f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
         extra = raw.get("extra") or {}
         if isinstance(extra, str):
-            extra = json.loads(extra) if extra.strip() else {}
+            try:
+                extra = json.loads(extra) if extra.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError(f"{where}: extra must be a JSON object") from None
+        if not isinstance(extra, dict):
+            raise ValueError(f"{where}: extra must be a JSON object")
         return {
             "conn_type": raw.get("conn_type"), "host": raw.get("host"), "login": raw.get("login"),
             "password": raw.get("password"), "port": raw.get("port"), "schema": raw.get("schema"), "extra": extra,

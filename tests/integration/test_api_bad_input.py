@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from hotcrm.api import auth
-from hotcrm.api.jsonbody import MAX_JSON_DEPTH, depth_exceeds
 from hotcrm.api.standalone import create_standalone_app
+from hotcrm.web.jsonbody import MAX_JSON_DEPTH, depth_exceeds
 from tests.integration.test_api import ALL, SETTINGS, assert_error
 from tests.support.api_server import ThreadServer
 

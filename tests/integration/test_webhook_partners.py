@@ -23,10 +23,10 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from hotcrm.api.jsonbody import MAX_JSON_DEPTH
 from hotcrm.api.standalone import create_standalone_app
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Account, Activity, OutboxEvent, Payment
+from hotcrm.web.jsonbody import MAX_JSON_DEPTH
 from hotcrm.webhooks.config import connection_json, env_var
 from hotcrm.webhooks.models import WebhookInbox
 from hotcrm.webhooks.processing import process_inbox

@@ -23,6 +23,9 @@ def _all_subclasses(cls):
         (services.FilterError("filter #1: unknown field"), 400, "INVALID_FILTER"),
         (errors.DuplicateRecord("a lead has this email"), 409, "DUPLICATE"),
         (errors.InvalidState("closed"), 409, "INVALID_STATE"),
+        (errors.ContactExists("C1"), 409, "CONTACT_EXISTS"),
+        (errors.ConvertedLeadExists("L1"), 409, "LEAD_ALREADY_CONVERTED"),
+        (errors.LeadBeingCreated(), 409, "DUPLICATE_LEAD"),
     ],
 )
 def test_each_crm_error_becomes_its_api_answer(error, status, code):

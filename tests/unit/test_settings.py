@@ -103,3 +103,14 @@ def test_salesforce_bulk_settings_are_typed_and_checked():
     assert (bulk.threshold, bulk.poll_seconds, bulk.wait_before_defer_seconds) == (10, 0.1, 0.0)
     with pytest.raises(ValueError, match="HOTCRM_SALESFORCE_BULK_MAX_BYTES: '100MB' is not a whole number"):
         BulkSettings.from_env({"HOTCRM_SALESFORCE_BULK_MAX_BYTES": "100MB"})
+
+
+def test_webhook_sources_read_their_connection_with_the_same_parser():
+    from hotcrm.webhooks.config import SourceConfigError, connection_json, parse_connection_value
+
+    config = parse_connection_value("shop", connection_json("hmac-sha256", ["s3cr3t-value"], tolerance_seconds=60))
+    assert (config.scheme, config.secrets, config.tolerance_seconds) == ("hmac-sha256", ("s3cr3t-value",), 60)
+    with pytest.raises(SourceConfigError, match=r"AIRFLOW_CONN_HOTCRM_WEBHOOK_SHOP: invalid JSON at line 1"):
+        parse_connection_value("shop", '{"password": ')
+    with pytest.raises(SourceConfigError, match=r"AIRFLOW_CONN_HOTCRM_WEBHOOK_SHOP: extra must be a JSON object"):
+        parse_connection_value("shop", '{"password": "x", "extra": "[1"}')

@@ -3,7 +3,7 @@
 ``create_app()`` builds the app whose routes are relative to the ``/hotcrm`` prefix: the
 Airflow plugin mounts it there in the API server, and :mod:`hotcrm.api.standalone` mounts
 it there under uvicorn. Capability routers (webhooks, REST API, quote pages, HotCRM pages) are included here;
-what they share with the app is in :mod:`hotcrm.api.http`, so none of them imports this module.
+what they share with the app is in :mod:`hotcrm.web.responses`, so none of them imports this module.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hotcrm.api.http import error_response, http_error_response
 from hotcrm.api.routes import router as rest_api_router
 from hotcrm.email.pages import router as quote_pages_router
 from hotcrm.settings import default_database_url
 from hotcrm.ui.routes import include_ui
+from hotcrm.web.responses import error_response, http_error_response
 from hotcrm.webhooks.receiver import router as webhooks_router
 
 API_TITLE = "HotCRM integration API"

@@ -28,15 +28,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotcrm.api import jsonbody, ratelimit
+from hotcrm.api import ratelimit
 from hotcrm.api.errors import ApiError, from_crm_error
 from hotcrm.api.schemas import API_TO_BODY, E164_PATTERN, LEAD_BODY_FIELDS, LeadCreate
 from hotcrm.crm import conversion, services
 from hotcrm.crm.db import get_engine, is_postgresql, session_scope
-from hotcrm.crm.errors import CrmError
+from hotcrm.crm.errors import ContactExists, ConvertedLeadExists, CrmError, LeadBeingCreated
 from hotcrm.crm.models import Lead, api_to_attr, attr_to_api
 from hotcrm.crm.statements import typed_param
 from hotcrm.leads.rules import match_existing, normalize_lead
+from hotcrm.web import jsonbody
 
 API_REQUIRED = ("FirstName", "LastName", "Company")
 _E164 = re.compile(E164_PATTERN)
@@ -161,7 +162,7 @@ def create_lead(database_url: str, clean: dict[str, Any], source_given: bool) ->
             # A concurrent request inserted the same email between our check and our insert:
             # run again, and this time the email is found and updated.
             if attempt:
-                raise ApiError(409, "DUPLICATE_LEAD", "A lead with this email is being created right now") from None
+                raise from_crm_error(LeadBeingCreated()) from None
     raise AssertionError("unreachable")
 
 
@@ -176,7 +177,7 @@ def _create_lead_once(database_url: str, clean: dict[str, Any], source_given: bo
         if match is not None:
             lead = session.execute(select(Lead).where(Lead.id == match.record_id).with_for_update()).scalar_one()
             if lead.status == "Converted":  # converted between the match and the lock
-                raise ApiError(409, "LEAD_ALREADY_CONVERTED", "A converted lead has this email", {"leadId": lead.id})
+                raise _already_converted(lead.id)
             changes = {k: v for k, v in clean.items() if k != "Status" and (k != "LeadSource" or source_given)}
             services.update(session, Lead, lead.id, changes)
             return record_to_api(lead), "updated"
@@ -286,21 +287,11 @@ async def read_lead_async(connection, bucket: str, limit, lead_id: str) -> tuple
 
 
 def _contact_exists(contact_id: str) -> ApiError:
-    return ApiError(
-        409,
-        "CONTACT_EXISTS",
-        "A contact with this email already exists; the person is already a customer contact",
-        {"field": "email", "contactId": contact_id},
-    )
+    return from_crm_error(ContactExists(contact_id))
 
 
 def _already_converted(lead_id: str) -> ApiError:
-    return ApiError(
-        409,
-        "LEAD_ALREADY_CONVERTED",
-        "A converted lead has this email; it is not created again",
-        {"field": "email", "leadId": lead_id},
-    )
+    return from_crm_error(ConvertedLeadExists(lead_id))
 
 
 async def convert_lead_async(

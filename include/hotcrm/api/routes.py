@@ -35,11 +35,10 @@ from fastapi.security import APIKeyHeader, OAuth2
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hotcrm.api import auth, jsonbody, pgpool, ratelimit, salesforce_oauth, throttle
+from hotcrm.api import auth, pgpool, ratelimit, salesforce_oauth, throttle
 from hotcrm.api import leads as lead_service
 from hotcrm.api.config import RateLimit, get_settings
 from hotcrm.api.errors import ApiError, from_crm_error
-from hotcrm.api.http import database_url, error_response
 from hotcrm.api.leads import statement_session
 from hotcrm.api.schemas import (
     ConvertRequest,
@@ -53,6 +52,8 @@ from hotcrm.api.schemas import (
 )
 from hotcrm.crm.db import is_postgresql, session_scope
 from hotcrm.crm.errors import CrmError
+from hotcrm.web import jsonbody
+from hotcrm.web.responses import database_url, error_response
 
 PROTECTION_ATTR = "__hotcrm_protection__"
 

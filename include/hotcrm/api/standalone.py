@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hotcrm.api import pgpool
 from hotcrm.api.app import create_app
-from hotcrm.api.http import http_error_response
+from hotcrm.web.responses import http_error_response
 
 
 def freeze_startup_heap() -> None:

@@ -55,3 +55,35 @@ class LeadAlreadyConverted(InvalidState):
             f"Lead {lead_id!r} is already converted",
             {"accountId": account_id, "contactId": contact_id, "opportunityId": opportunity_id},
         )
+
+
+class ContactExists(DuplicateRecord):
+    """A new lead's email belongs to a Contact: the person is a customer already."""
+
+    code = "CONTACT_EXISTS"
+
+    def __init__(self, contact_id: str) -> None:
+        super().__init__(
+            "A contact with this email already exists; the person is already a customer contact",
+            {"field": "email", "contactId": contact_id},
+        )
+
+
+class ConvertedLeadExists(DuplicateRecord):
+    """A new lead's email belongs to a converted Lead: it is not created again."""
+
+    code = "LEAD_ALREADY_CONVERTED"
+
+    def __init__(self, lead_id: str) -> None:
+        super().__init__(
+            "A converted lead has this email; it is not created again", {"field": "email", "leadId": lead_id}
+        )
+
+
+class LeadBeingCreated(DuplicateRecord):
+    """Two requests create a lead with the same email at the same moment; the other one won."""
+
+    code = "DUPLICATE_LEAD"
+
+    def __init__(self) -> None:
+        super().__init__("A lead with this email is being created right now")

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from hotcrm.api.http import database_url, error_response
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Account, Quote
 from hotcrm.email.render import environment, format_money
 from hotcrm.email.settings import load_settings
+from hotcrm.web.responses import database_url, error_response
 
 router = APIRouter(tags=["quotes"])
 

@@ -15,9 +15,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from hotcrm.api.http import database_url
 from hotcrm.ui import views
 from hotcrm.ui.auth import UiAuthError, backend, check_csrf, csrf_token
+from hotcrm.web.responses import database_url
 
 HERE = Path(__file__).parent
 _templates = Environment(

@@ -32,8 +32,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from hotcrm.settings import parse_connection
 from hotcrm.webhooks.signatures import DEFAULT_HMAC_HEADER, DEFAULT_TOLERANCE_SECONDS, SCHEMES, STANDARD_WEBHOOKS
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -153,24 +153,14 @@ def config_from_connection(
 def parse_connection_value(source: str, value: str) -> SourceConfig:
     """A source's config from an ``AIRFLOW_CONN_...`` value (JSON or URI form)."""
     where = f"environment variable {env_var(source)}"
-    value = value.strip()
-    if value.startswith("{"):
-        try:
-            data = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise SourceConfigError(f"{where}: not valid JSON ({exc.msg} at character {exc.pos})") from None
-        extra = data.get("extra") or {}
-        if isinstance(extra, str):
-            try:
-                extra = json.loads(extra)
-            except json.JSONDecodeError:
-                raise SourceConfigError(f"{where}: extra must be a JSON object") from None
-        return config_from_connection(source, data.get("password"), extra, where=where)
-    parts = urlsplit(value)
-    extra = dict(parse_qsl(parts.query))
-    if "secrets" in extra:
-        extra["secrets"] = extra["secrets"].split()
-    return config_from_connection(source, unquote(parts.password) if parts.password else None, extra, where=where)
+    try:
+        conn = parse_connection(value, where)
+    except ValueError as exc:
+        raise SourceConfigError(str(exc)) from None
+    extra = conn["extra"]
+    if not value.strip().startswith("{") and "secrets" in extra:
+        extra["secrets"] = extra["secrets"].split()  # URI form: space-separated in one parameter
+    return config_from_connection(source, conn["password"], extra, where=where)
 
 
 _env_cache: dict[tuple[str, str], SourceConfig] = {}

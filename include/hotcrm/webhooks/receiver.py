@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from hotcrm.api import jsonbody
-from hotcrm.api.http import database_url, error_response
 from hotcrm.crm.db import get_engine
+from hotcrm.web import jsonbody
+from hotcrm.web.responses import database_url, error_response
 from hotcrm.webhooks.config import SourceConfig, SourceConfigError, env_source_registry, event_identity
 from hotcrm.webhooks.inbox import GroupCommitWriter, parse_event_time
 from hotcrm.webhooks.models import WebhookInbox
