@@ -12,6 +12,8 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 # The embedded defaults, as Airflow connections (override them in the environment).
+# hotcrm_db is the one database setting: the DAGs, the HTTP app and `python -m hotcrm` read it
+# (HOTCRM_DATABASE_URL is only a fallback when no connection is set; docs/ARCHITECTURE.md).
 export AIRFLOW_CONN_HOTCRM_DB ?= {"conn_type": "sqlite", "host": "$(HOTCRM_DATA_DIR)/hotcrm.db"}
 
 # The virtualenv's own tools: venv ships an old setuptools (65.5, with known CVEs); <81 keeps

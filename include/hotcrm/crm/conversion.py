@@ -41,11 +41,6 @@ OPPORTUNITY_SUFFIX = " - Opportunity"
 # A Company may fill its column: cut it so "<Company> - Opportunity" fits the Opportunity's Name.
 OPPORTUNITY_COMPANY_CHARS = Opportunity.__table__.c.name.type.length - len(OPPORTUNITY_SUFFIX)
 
-# What a conversion answers, by API names.
-ACCOUNT_FIELDS = ["Id", "Name", "Industry", "Phone", "Website", "OwnerId"]
-CONTACT_FIELDS = ["Id", "FirstName", "LastName", "Email", "Phone", "AccountId", "OwnerId"]
-OPPORTUNITY_FIELDS = ["Id", "Name", "Stage", "Amount", "AccountId", "ContactId", "OwnerId"]
-
 
 def opportunity_name(company: str) -> str:
     """``<Company> - Opportunity``, the Company cut so the whole fits the Name column."""
