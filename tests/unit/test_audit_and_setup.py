@@ -88,4 +88,4 @@ def test_setup_upgrades_pip_and_setuptools_in_the_venv(tmp_path, target):
     fresh = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'new'}", f"AIRFLOW_HOME={tmp_path / 'af'}"],
                            capture_output=True, text=True, cwd=PROJECT_DIR, check=True).stdout.splitlines()  # fmt: skip
     new_upgrade = upgrade.replace(str(venv), str(tmp_path / "new"))
-    assert fresh.index(new_upgrade) < fresh.index(f"{tmp_path / 'new'}/bin/pip install --quiet -r requirements.txt")
+    assert fresh.index(new_upgrade) < fresh.index(f"{tmp_path / 'new'}/bin/pip install --quiet -r requirements-dev.txt")
