@@ -9,5 +9,7 @@ RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /requirements.txt
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
+# HotCRM's local working folder (temporary files; the data itself is in the bucket and the database).
+RUN mkdir -p /opt/airflow/data
 ENV PYTHONPATH=/opt/airflow/include \
     HOTCRM_DATA_DIR=/opt/airflow/data
