@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import inspect
 
 from hotcrm.crm import migrate
-from hotcrm.crm.db import dispose_engine, get_engine
+from hotcrm.crm.db import get_engine
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Imports first, then every process starts its upgrade at the same instant.
@@ -29,31 +29,15 @@ print("upgraded")
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path):
-    """A CRM database with no table at all, on SQLite or on the session's PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
-        yield url
-        dispose_engine(url)
-        return
-    server = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    url = server.url(name)
-    yield url
-    dispose_engine(url)
-    server.drop_database(name)
-
-
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "include"), str(PROJECT_DIR)])}
 
 
 @pytest.mark.slow
-def test_concurrent_upgrades_of_an_empty_database_all_succeed(empty_url):
+def test_concurrent_upgrades_of_an_empty_database_all_succeed(empty_db_url):
     start_at = f"{time.time() + 6:.3f}"
     racers = [
-        subprocess.Popen([sys.executable, "-c", RACER, empty_url, start_at], env=_env(), text=True,
+        subprocess.Popen([sys.executable, "-c", RACER, empty_db_url, start_at], env=_env(), text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(3)
     ]  # fmt: skip
@@ -61,21 +45,12 @@ def test_concurrent_upgrades_of_an_empty_database_all_succeed(empty_url):
     for code, out, err in results:
         assert code == 0, err[-3000:]
         assert out.strip() == "upgraded"
-    assert migrate.is_up_to_date(empty_url)
-    assert "leads" in inspect(get_engine(empty_url)).get_table_names()
+    assert migrate.is_up_to_date(empty_db_url)
+    assert "leads" in inspect(get_engine(empty_db_url)).get_table_names()
 
 
 def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-@pytest.fixture
-def empty_pg_url(postgres_server):
-    name = postgres_server.create_database()
-    url = postgres_server.url(name)
-    yield url
-    dispose_engine(url)
-    postgres_server.drop_database(name)
 
 
 def test_an_upgrade_waits_while_another_holds_the_migration_lock(empty_pg_url):
