@@ -11,10 +11,12 @@ validator (no Docker engine runs here, so the stack is never started by the test
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,47 @@ def test_generated_env_has_valid_fernet_keys_and_is_never_overwritten(env_file):
                            capture_output=True, text=True)  # fmt: skip
     assert again.returncode == 1 and "not overwritten" in again.stderr
     assert env_file.read_text() == before
+
+
+@pytest.mark.slow
+def test_bucket_init_creates_the_bucket_through_the_connection(env_file, tmp_path, s3_server):
+    # bucket-init's own script, as compose resolves it, run against moto's S3 on loopback in place
+    # of MinIO: the connection passed through is enough to create the bucket, and a re-run is a no-op.
+    name = f"hotcrm-{uuid.uuid4().hex[:10]}"
+    aimed = tmp_path / "moto.env"
+    aimed.write_text(
+        env_file.read_text()
+        + f"HOTCRM_BUCKET_NAME={name}\nS3_ENDPOINT_URL={s3_server.endpoint_url}\n"
+        + f"S3_ACCESS_KEY_ID={s3_server.access_key}\nS3_SECRET_ACCESS_KEY={s3_server.secret_key}\n"
+    )
+    result = _compose(aimed, "config")
+    assert result.returncode == 0, result.stderr
+    service = yaml.safe_load(result.stdout)["services"]["bucket-init"]
+    script = service["command"][-1]
+    code = script.split("<<'PY'\n", 1)[1].rsplit("\nPY", 1)[0]
+    env = {**os.environ, "AIRFLOW_CONN_HOTCRM_BUCKET": service["environment"]["AIRFLOW_CONN_HOTCRM_BUCKET"]}
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"bucket {name} is ready" in run.stdout
+    assert name in {bucket["Name"] for bucket in s3_server.client().list_buckets()["Buckets"]}
+
+
+def test_the_api_server_writes_the_admin_password_file_privately(stack, tmp_path):
+    # The api-server's start script up to `exec /entrypoint api-server`, run here with a password
+    # JSON must escape: the file holds exactly it, readable by its owner only.
+    # `docker-compose config` prints $ as $$ again; the container's shell gets one $.
+    script = stack["services"]["airflow-apiserver"]["command"][-1].replace("$$", "$")
+    assert script.rstrip().endswith("exec /entrypoint api-server")
+    password = 'p"w\\d $x'
+    workdir = tmp_path / "api-server"
+    workdir.mkdir()
+    passwords_file = workdir / "passwords.json"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "AIRFLOW_ADMIN_PASSWORD": password,
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file)}  # fmt: skip
+    run = subprocess.run(["bash", "-c", script.replace("exec /entrypoint api-server", "")], env=env, cwd=workdir,
+                         capture_output=True, text=True)  # fmt: skip
+    assert [path.name for path in workdir.iterdir()] == ["passwords.json"]
+    assert run.returncode == 0, run.stderr
+    assert json.loads(passwords_file.read_text()) == {"admin": password}
+    assert passwords_file.stat().st_mode & 0o077 == 0
