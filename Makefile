@@ -71,7 +71,7 @@ lint: $(VENV)/.installed
 
 # Exit 0: audited, nothing known; 1: known vulnerabilities; 3: advisory data unreachable, NOT audited.
 audit: $(VENV)/.installed
-	$(PY) scripts/audit.py requirements-dev.txt
+	$(PY) scripts/audit.py requirements.txt requirements-dev.txt
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(HOTCRM_DATA_DIR)
