@@ -1,5 +1,15 @@
-# The Airflow image with HotCRM's pinned dependencies; docker-compose.yaml builds it.
+# The HotCRM Pipelines image: Airflow with HotCRM's production pins, and the DAGs, the plugin and
+# the hotcrm package baked in, so every component (api-server, scheduler, dag-processor,
+# triggerer, workers, the migration job) runs the same code. docker-compose.yaml and the Helm
+# values in helm/ use it. Test and dev tools (requirements-dev.txt) are not installed.
 FROM apache/airflow:3.3.2-python3.11
-COPY requirements.txt /requirements.txt
+COPY --chown=airflow:0 requirements.txt /requirements.txt
+# apache-airflow is named again so pip cannot move it while resolving our pins.
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /requirements.txt
-ENV PYTHONPATH=/opt/airflow/include
+COPY --chown=airflow:0 include/ /opt/airflow/include/
+COPY --chown=airflow:0 dags/ /opt/airflow/dags/
+COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
+# HotCRM's local working folder (temporary files; the data itself is in the bucket and the database).
+RUN mkdir -p /opt/airflow/data
+ENV PYTHONPATH=/opt/airflow/include \
+    HOTCRM_DATA_DIR=/opt/airflow/data

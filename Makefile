@@ -30,10 +30,11 @@ help:
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make audit     pip-audit of the pinned requirements and the venv (says so when it could not)"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade $(VENV_TOOLS)
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	# production pins plus the test, benchmark and dev tools (the Docker image installs requirements.txt only)
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	# the hotcrm package itself (editable: `hotcrm ...` and `python -m hotcrm ...` work without PYTHONPATH)
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
@@ -72,7 +73,7 @@ lint: $(VENV)/.installed
 
 # Exit 0: audited, nothing known; 1: known vulnerabilities; 3: advisory data unreachable, NOT audited.
 audit: $(VENV)/.installed
-	$(PY) scripts/audit.py requirements.txt
+	$(PY) scripts/audit.py requirements.txt requirements-dev.txt
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(HOTCRM_DATA_DIR)

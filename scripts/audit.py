@@ -63,12 +63,14 @@ def run_audit(args: list[str], what: str) -> tuple[list[str], list[str], str | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Audit ``requirements.txt`` (or the file given) and this virtualenv; the exit code says the verdict."""
+    """Audit ``requirements.txt`` (or the files given) and this virtualenv; the exit code says the verdict."""
     argv = sys.argv[1:] if argv is None else argv
-    requirements = argv[0] if argv else "requirements.txt"
+    files = argv or ["requirements.txt"]
+    # Each file is named: pip-audit does not follow a file's own `-r other.txt` line.
+    pins = [arg for name in files for arg in ("-r", name)]
     audits = [
-        # The pins exactly as written (no resolution: the file pins what is installed).
-        (["-r", requirements, "--no-deps", "--disable-pip"], f"the pins in {requirements}"),
+        # The pins exactly as written (no resolution: the files pin what is installed).
+        ([*pins, "--no-deps", "--disable-pip"], f"the pins in {', '.join(files)}"),
         # What is really installed, transitive packages, pip and setuptools included.
         (["--local"], f"the virtualenv {sys.prefix}"),
     ]

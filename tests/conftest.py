@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,14 +88,39 @@ def sqlite_url(_sqlite_template, tmp_path) -> str:
     dispose_engine(url)
 
 
+def _pg_database(server: PostgresServer, template: str | None = None) -> Iterator[str]:
+    """A new database on ``server`` (a copy of ``template`` if given): its URL, dropped afterwards."""
+    name = server.create_database(template=template)
+    url = server.url(name)
+    yield url
+    dispose_engine(url)
+    server.drop_database(name)
+
+
 @pytest.fixture
 def pg_url(postgres_server, _pg_template) -> str:
     """A fresh, migrated CRM database on the session's PostgreSQL server."""
-    name = postgres_server.create_database(template=_pg_template)
-    url = postgres_server.url(name)
+    yield from _pg_database(postgres_server, _pg_template)
+
+
+@pytest.fixture
+def empty_pg_url(postgres_server) -> str:
+    """A CRM database with no table at all (no migration applied) on the session's PostgreSQL."""
+    yield from _pg_database(postgres_server)
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path) -> str:
+    """A CRM database with no table at all (no migration applied) in a SQLite file."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
     yield url
     dispose_engine(url)
-    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request) -> str:
+    """An unmigrated CRM database: each test using it runs on SQLite and on PostgreSQL."""
+    return request.getfixturevalue("empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

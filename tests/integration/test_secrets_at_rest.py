@@ -19,7 +19,7 @@ from hotcrm.api import auth
 from hotcrm.api.config import ApiSettings
 from hotcrm.cli import main
 from hotcrm.crm import migrate
-from hotcrm.crm.db import dispose_engine, session_scope
+from hotcrm.crm.db import session_scope
 from hotcrm.delivery.service import add_subscription
 from hotcrm.settings import set_secret_source
 
@@ -82,24 +82,9 @@ def test_keys_rotate_first_encrypts_all_decrypt(db_url, monkeypatch, capsys):
         _read_subscription_secret(db_url, sub_id)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def unmigrated_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-        yield url
-        dispose_engine(url)
-        return
-    server = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    url = server.url(name)
-    yield url
-    dispose_engine(url)
-    server.drop_database(name)
-
-
-def test_the_migration_encrypts_secrets_stored_in_plain_text(unmigrated_url, monkeypatch):
+def test_the_migration_encrypts_secrets_stored_in_plain_text(empty_db_url, monkeypatch):
     monkeypatch.setenv("HOTCRM_TOKEN_KEY", KEY_1)
-    url = unmigrated_url
+    url = empty_db_url
     migrate.upgrade(url, "0006_delivery")
     migrate.upgrade(url, "0007_api")
     whsec = "whsec_" + "A" * 43 + "="

@@ -25,14 +25,15 @@ VULNERABLE = {"dependencies": [{"name": "setuptools", "version": "65.5.0", "vuln
 CLEAN = {"dependencies": [{"name": "httpx", "version": "0.28.1", "vulns": []}], "fixes": []}
 
 
-def _audit(tmp_path: Path, report: dict | None, exit_code: int = 0, stderr: str = "") -> subprocess.CompletedProcess:
+def _audit(tmp_path: Path, report: dict | None, exit_code: int = 0, stderr: str = "",
+           files: tuple[str, ...] = ("requirements.txt",)) -> subprocess.CompletedProcess:  # fmt: skip
     fake = tmp_path / "pip-audit"
     output = json.dumps(report) if report is not None else ""
     fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'calls'}\ncat <<'EOF'\n{output}\nEOF\n"
                     f"echo {stderr!r} >&2\nexit {exit_code}\n")  # fmt: skip
     fake.chmod(0o755)
     return subprocess.run(
-        [sys.executable, str(PROJECT_DIR / "scripts" / "audit.py"), "requirements.txt"],
+        [sys.executable, str(PROJECT_DIR / "scripts" / "audit.py"), *files],
         capture_output=True, text=True, cwd=PROJECT_DIR, env={**os.environ, "PIP_AUDIT": str(fake)},
     )  # fmt: skip
 
@@ -72,6 +73,18 @@ def test_a_clean_audit_passes(tmp_path):
     assert result.stdout.count("no known vulnerabilities") == 2
 
 
+def test_production_and_dev_pins_are_both_audited(tmp_path):
+    # pip-audit ignores the `-r requirements.txt` line inside requirements-dev.txt: both are named.
+    result = _audit(tmp_path, CLEAN, files=("requirements.txt", "requirements-dev.txt"))
+    assert result.returncode == 0, result.stdout
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0].startswith("-r requirements.txt -r requirements-dev.txt --no-deps --disable-pip")
+    assert "the pins in requirements.txt, requirements-dev.txt" in result.stdout
+    make = subprocess.run(["make", "-n", "audit", f"VENV={tmp_path / 'venv'}"], capture_output=True, text=True,
+                          cwd=PROJECT_DIR, check=True).stdout  # fmt: skip
+    assert "scripts/audit.py requirements.txt requirements-dev.txt" in make
+
+
 @pytest.mark.parametrize("target", ["setup", "test"])
 def test_setup_upgrades_pip_and_setuptools_in_the_venv(tmp_path, target):
     venv = tmp_path / "venv"
@@ -88,4 +101,4 @@ def test_setup_upgrades_pip_and_setuptools_in_the_venv(tmp_path, target):
     fresh = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'new'}", f"AIRFLOW_HOME={tmp_path / 'af'}"],
                            capture_output=True, text=True, cwd=PROJECT_DIR, check=True).stdout.splitlines()  # fmt: skip
     new_upgrade = upgrade.replace(str(venv), str(tmp_path / "new"))
-    assert fresh.index(new_upgrade) < fresh.index(f"{tmp_path / 'new'}/bin/pip install --quiet -r requirements.txt")
+    assert fresh.index(new_upgrade) < fresh.index(f"{tmp_path / 'new'}/bin/pip install --quiet -r requirements-dev.txt")
