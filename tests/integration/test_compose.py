@@ -179,7 +179,9 @@ def test_every_component_waits_for_the_hotcrm_migration(stack):
     migrate = services["hotcrm-migrate"]
     assert "python -m hotcrm db upgrade" in " ".join(migrate["command"])
     assert migrate["depends_on"] == {"hotcrm-db": {"condition": "service_healthy"}}
-    assert migrate["environment"]["HOTCRM_DATABASE_URL"].startswith("postgresql+psycopg://hotcrm:")
+    # one database setting: the hotcrm_db connection every component reads
+    assert migrate["environment"]["AIRFLOW_CONN_HOTCRM_DB"].startswith("postgres://hotcrm:")
+    assert "HOTCRM_DATABASE_URL" not in migrate["environment"]
     for name in AIRFLOW_SERVICES:
         depends = services[name]["depends_on"]
         for one_shot in ONE_SHOT:
