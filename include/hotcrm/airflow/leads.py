@@ -29,11 +29,16 @@ def lead_folders(root: Any = None) -> dict[str, Any]:
     return folders
 
 
+def is_lead_file_name(name: str) -> bool:
+    """False for names that are never lead files: hidden, our own reports, uploads in flight."""
+    return not (name.startswith(".") or name.endswith(IGNORED_SUFFIXES))
+
+
 def _waiting(path: Any) -> bool:
     """True for an entry of ``incoming/`` to import or refuse: a file, and on a local disk also
     a symbolic link or special file (the import refuses those unread, with a report); folders
     are left alone."""
-    if path.name.startswith(".") or path.name.endswith(IGNORED_SUFFIXES):
+    if not is_lead_file_name(path.name):
         return False
     if getattr(path, "protocol", "file") in ("file", "local"):
         import os
@@ -62,6 +67,38 @@ def list_incoming(file_name: str | None = None, root: Any = None) -> list[str]:
                 f"file_name {file_name!r} is not in {incoming}; files waiting there: {names or 'none'}"
             )
         return [file_name]
+    return names
+
+
+def files_to_import(file_name: str | None = None, triggering_asset_events: Any = None, root: Any = None) -> list[str]:
+    """The files a ``lead_import`` run imports.
+
+    A run started by the file watcher (:class:`hotcrm.airflow.watchers.LeadFilesTrigger`)
+    imports the files its asset events name that are still waiting (an earlier run may have
+    taken some; a file that arrived meanwhile has an event of its own, once it is complete).
+    A manual run imports ``file_name``, or without it every file waiting.
+    """
+    if file_name:
+        return list_incoming(file_name, root)
+    waiting = list_incoming(None, root)
+    named = _event_file_names(triggering_asset_events)
+    if named is None:
+        return waiting
+    gone = sorted(named.difference(waiting))
+    if gone:
+        log.info("Already taken by an earlier run: %s", gone)
+    return [name for name in waiting if name in named]
+
+
+def _event_file_names(triggering_asset_events: Any) -> set[str] | None:
+    """The file names in the watcher's events (``None`` when no event carries any: a manual
+    run, or an asset event posted by hand, which then imports everything waiting)."""
+    names: set[str] | None = None
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            files = ((getattr(event, "extra", None) or {}).get("payload") or {}).get("files")
+            if isinstance(files, list):
+                names = (names or set()) | {f["name"] for f in files if isinstance(f, dict) and f.get("name")}
     return names
 
 
