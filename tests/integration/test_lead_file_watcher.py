@@ -54,7 +54,7 @@ def local_watcher(tmp_path):
     root = tmp_path / "bucket"
     incoming = root / INCOMING
     incoming.mkdir(parents=True)
-    watcher = Watcher(LeadFilesTrigger(bucket_url=root.as_uri(), poll_interval=POLL))
+    watcher = Watcher(LeadFilesTrigger(bucket_url=root.as_uri(), poll_interval=POLL, settle=POLL))
     yield watcher, incoming
     watcher.close()
 
@@ -111,10 +111,25 @@ def test_local_links_fire_too(local_watcher, tmp_path):
     assert names(watcher.next_event(timeout=5)) == ["link.csv"]
 
 
+def test_a_settling_file_is_listed_again_soon_not_after_the_whole_interval(tmp_path):
+    """A local file too fresh to fire is looked at again after ``settle`` seconds, not after
+    ``poll_interval``: the drop fires in about ``settle``."""
+    incoming = tmp_path / INCOMING
+    incoming.mkdir(parents=True)
+    (incoming / "a.csv").write_text("Email\n")  # just written: the first listing finds it fresh
+    began = time.monotonic()
+    watcher = Watcher(LeadFilesTrigger(bucket_url=tmp_path.as_uri(), poll_interval=5.0, settle=1.0))
+    try:
+        assert names(watcher.next_event(timeout=10)) == ["a.csv"]
+        assert time.monotonic() - began < 3.5  # 1 s to settle (5 s if it waited for the next poll)
+    finally:
+        watcher.close()
+
+
 def test_file_still_being_written_waits_until_it_holds_still():
-    """A local file fires when unchanged across two listings (or untouched for an interval);
-    an S3 object at once (it is listed only when its upload completed)."""
-    watch = IncomingWatch(poll_interval=5, refire_after=3600)
+    """A local file fires once untouched for ``settle`` seconds (or unchanged across two
+    listings); an S3 object at once (it is listed only when its upload completed)."""
+    watch = IncomingWatch(settle=5, refire_after=3600)
 
     def listing(size, mtime):
         return {"a.csv": {"size": size, "mtime": mtime, "signature": (size, mtime)}}
@@ -124,12 +139,18 @@ def test_file_still_being_written_waits_until_it_holds_still():
     assert watch.update(listing(200, 1004.9), 1010.0, local=True) == [{"name": "a.csv", "size": 200}]
     assert watch.update(listing(200, 1004.9), 1015.0, local=True) == []  # fired already
     # Untouched for an interval: a file that was complete before the watcher started.
-    assert IncomingWatch(poll_interval=5, refire_after=3600).update(listing(7, 900.0), 1000.0, local=True)
-    assert IncomingWatch(poll_interval=5, refire_after=3600).update(listing(7, 999.9), 1000.0, local=False)
+    assert IncomingWatch(settle=5, refire_after=3600).update(listing(7, 900.0), 1000.0, local=True)
+    assert IncomingWatch(settle=5, refire_after=3600).update(listing(7, 999.9), 1000.0, local=False)
+    # While a file settles the watcher says so (it lists again sooner); not once it fired.
+    watch = IncomingWatch(settle=5, refire_after=3600)
+    watch.update(listing(1, 1000.0), 1000.5, local=True)
+    assert watch.settling
+    watch.update(listing(1, 1000.0), 1006.0, local=True)
+    assert not watch.settling
 
 
 def test_replaced_or_long_waiting_file_fires_again():
-    watch = IncomingWatch(poll_interval=5, refire_after=3600)
+    watch = IncomingWatch(settle=5, refire_after=3600)
     first = {"a.csv": {"size": 5, "mtime": 0.0, "signature": (5, "etag-1")}}
     assert watch.update(first, 100.0, local=False)
     assert not watch.update(first, 3000.0, local=False)
@@ -140,12 +161,12 @@ def test_replaced_or_long_waiting_file_fires_again():
 
 
 def test_serializes_to_an_importable_class_with_its_arguments():
-    trigger = LeadFilesTrigger(bucket_url="s3://b", conn_id="c", poll_interval=2.0, refire_after=60.0)
+    trigger = LeadFilesTrigger(bucket_url="s3://b", conn_id="c", poll_interval=2.0, settle=1.0, refire_after=60.0)
     classpath, kwargs = trigger.serialize()
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert kwargs == {"bucket_url": "s3://b", "conn_id": "c", "poll_interval": 2.0, "refire_after": 60.0}
+    assert kwargs == {"bucket_url": "s3://b", "conn_id": "c", "poll_interval": 2.0, "settle": 1.0, "refire_after": 60.0}
 
 
 def test_s3_fires_at_first_listing_and_sees_later_uploads(s3_server, s3_bucket):

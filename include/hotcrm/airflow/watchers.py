@@ -33,9 +33,10 @@ class LeadFilesTrigger(BaseEventTrigger):
       replaced (same name, other content) fires again; one still waiting ``refire_after``
       seconds after its event (its run failed before moving it) fires again.
     - A file still being written does not fire: on a local disk a file fires once it is
-      unchanged across two listings or untouched for ``poll_interval`` seconds; names like
-      ``*.part``, ``*.tmp`` or ``.hidden`` never fire. An S3 object is listed only once its
-      upload completed, so it fires at the first listing that shows it.
+      untouched for ``settle`` seconds (when one is settling, the next listing comes after
+      ``settle`` seconds, not ``poll_interval``); names like ``*.part``, ``*.tmp`` or
+      ``.hidden`` never fire. An S3 object is listed only once its upload completed, so it
+      fires at the first listing that shows it.
     - The payload names the files (``{"files": [{"name", "size"}], "incoming": URL}``); the
       DAG imports those (see :func:`hotcrm.airflow.leads.files_to_import`).
     - A listing that fails (network, credentials) is logged and retried at the next interval;
@@ -48,12 +49,14 @@ class LeadFilesTrigger(BaseEventTrigger):
         bucket_url: str | None = None,
         conn_id: str = "hotcrm_bucket",
         poll_interval: float = 5.0,
+        settle: float = 2.0,
         refire_after: float = 3600.0,
     ) -> None:
         super().__init__()
         self.bucket_url = bucket_url
         self.conn_id = conn_id
         self.poll_interval = poll_interval
+        self.settle = settle
         self.refire_after = refire_after
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -64,13 +67,14 @@ class LeadFilesTrigger(BaseEventTrigger):
                 "bucket_url": self.bucket_url,
                 "conn_id": self.conn_id,
                 "poll_interval": self.poll_interval,
+                "settle": self.settle,
                 "refire_after": self.refire_after,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """List ``incoming/`` every ``poll_interval`` seconds; yield one event per new batch."""
-        watch = IncomingWatch(poll_interval=self.poll_interval, refire_after=self.refire_after)
+        watch = IncomingWatch(settle=self.settle, refire_after=self.refire_after)
         incoming = url = None
         last_error = ""
         while True:
@@ -92,7 +96,7 @@ class LeadFilesTrigger(BaseEventTrigger):
                 if batch:
                     self.log.info("%d lead file(s) waiting: %s", len(batch), [f["name"] for f in batch])
                     yield TriggerEvent({"files": batch, "incoming": url})
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(min(self.settle, self.poll_interval) if watch.settling else self.poll_interval)
 
     def _incoming(self) -> Any:
         from hotcrm.airflow.leads import lead_folders
@@ -104,24 +108,28 @@ class LeadFilesTrigger(BaseEventTrigger):
 class IncomingWatch:
     """What has fired: decides, listing after listing, which files make a new event."""
 
-    def __init__(self, *, poll_interval: float, refire_after: float) -> None:
-        self.settle = poll_interval
+    def __init__(self, *, settle: float, refire_after: float) -> None:
+        self.settle = settle
         self.refire_after = refire_after
+        self.settling = False  # a local file was seen that may still be written
         self.previous: dict[str, tuple] = {}
         self.fired: dict[str, tuple[tuple, float]] = {}  # name -> (signature, when it fired)
 
     def update(self, listing: dict[str, dict[str, Any]], now: float, *, local: bool) -> list[dict[str, Any]]:
         """The files of ``listing`` (name -> size, signature, mtime) that fire now."""
         batch = []
+        self.settling = False
         for name, info in sorted(listing.items()):
             signature = info["signature"]
-            # A local file may still be written: it must hold still for one interval.
-            settled = not local or self.previous.get(name) == signature or now - info["mtime"] >= self.settle
             fired = self.fired.get(name)
-            fresh = fired is None or fired[0] != signature or now - fired[1] >= self.refire_after
-            if settled and fresh:
-                self.fired[name] = (signature, now)
-                batch.append({"name": name, "size": info["size"]})
+            if not (fired is None or fired[0] != signature or now - fired[1] >= self.refire_after):
+                continue
+            # A local file may still be written: it must hold still for ``settle`` seconds.
+            if local and now - info["mtime"] < self.settle and self.previous.get(name) != signature:
+                self.settling = True
+                continue
+            self.fired[name] = (signature, now)
+            batch.append({"name": name, "size": info["size"]})
         self.previous = {name: info["signature"] for name, info in listing.items()}
         # A file that left incoming/ (imported) is forgotten: the same name dropped again fires.
         self.fired = {name: value for name, value in self.fired.items() if name in listing}
