@@ -34,10 +34,10 @@ def test_a_dropped_file_is_imported_once_through_the_watcher(s3_server, _sqlite_
         dropped = stack.drop("leads.csv", LEAD_CSV.format(n="e2e"))
         times = stack.pickup("leads.csv", dropped, timeout=150)
         time.sleep(6)  # more listings while and after the import: they must not fire again
-        events = stack._query(
+        events = stack.query(
             "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = 'hotcrm_lead_files'"
         )
-        runs = stack._query("SELECT run_type, state FROM dag_run WHERE dag_id = 'lead_import'")
+        runs = stack.query("SELECT run_type, state FROM dag_run WHERE dag_id = 'lead_import'")
     assert times["task_started"] > 0, times
     assert len(events) == 1, events
     payload = json.loads(events[0][0])["payload"]

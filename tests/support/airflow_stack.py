@@ -151,7 +151,8 @@ class AirflowStack:
 
     # --- the metadata database -------------------------------------------------------
 
-    def _query(self, sql: str, *args) -> list[tuple]:
+    def query(self, sql: str, *args) -> list[tuple]:
+        """Rows of a read-only query on the metadata database ([] while it is not ready)."""
         if not self.metadata_db.exists():
             return []
         try:
@@ -161,7 +162,7 @@ class AirflowStack:
             return []
 
     def _watcher_running(self) -> bool:
-        rows = self._query(
+        rows = self.query(
             "SELECT t.triggerer_id FROM trigger t JOIN asset_watcher w ON w.trigger_id = t.id "
             "WHERE t.classpath = 'hotcrm.airflow.watchers.LeadFilesTrigger'"
         )
@@ -202,12 +203,12 @@ class AirflowStack:
         started, the file in ``processed/``."""
         done = self._wait(lambda: self.processed(name) and time.time(), timeout, f"{name} in processed/")
         started = self._wait(lambda: self._task_started(name), 30, f"{name}'s import_file start in the database")
-        event = self._query(
+        event = self.query(
             "SELECT e.timestamp FROM asset_event e JOIN asset a ON a.id = e.asset_id "
             "WHERE a.name = 'hotcrm_lead_files' AND e.extra LIKE ? ORDER BY e.timestamp LIMIT 1",
             f'%"{name}"%',
         )
-        run = self._query(
+        run = self.query(
             "SELECT r.start_date FROM dag_run r JOIN task_instance ti ON ti.run_id = r.run_id "
             "AND ti.dag_id = r.dag_id WHERE ti.task_id = 'import_file' AND ti.rendered_map_index = ?",
             name,
@@ -220,7 +221,7 @@ class AirflowStack:
         }
 
     def _task_started(self, name: str) -> float | None:
-        rows = self._query(
+        rows = self.query(
             "SELECT start_date FROM task_instance WHERE dag_id = 'lead_import' AND task_id = 'import_file' "
             "AND rendered_map_index = ? AND start_date IS NOT NULL",
             name,
