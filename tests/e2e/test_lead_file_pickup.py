@@ -38,11 +38,18 @@ def test_a_dropped_file_is_imported_once_through_the_watcher(s3_server, _sqlite_
             "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = 'hotcrm_lead_files'"
         )
         runs = stack.query("SELECT run_type, state FROM dag_run WHERE dag_id = 'lead_import'")
+        # The watcher kept what it fired for in the asset's state store (and forgot the file
+        # once it left incoming/).
+        state = stack.query(
+            "SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id "
+            "WHERE a.name = 'hotcrm_lead_files' AND s.key = 'fired'"
+        )
     assert times["task_started"] > 0, times
     assert len(events) == 1, events
     payload = json.loads(events[0][0])["payload"]
     assert payload["files"] == [{"name": "leads.csv", "size": len(LEAD_CSV.format(n="e2e").encode())}]
     assert runs == [("asset_triggered", "success")]
+    assert state and json.loads(state[0][0]) == {}, state
     with sqlite3.connect(crm) as db:
         emails = sorted(r[0] for r in db.execute("SELECT email FROM leads"))
     assert emails == ["ada.e2e@example.com", "grace.e2e@example.com"]

@@ -5,6 +5,7 @@ started by its events imports (``files_to_import``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from types import SimpleNamespace
@@ -158,6 +159,71 @@ def test_replaced_or_long_waiting_file_fires_again():
     assert watch.update(first, 3701.0, local=False)
     replaced = {"a.csv": {"size": 5, "mtime": 0.0, "signature": (5, "etag-2")}}
     assert watch.update(replaced, 3702.0, local=False)
+
+
+class StateStore:
+    """The asset state store the triggerer injects into a watcher (``asset_state_store``):
+    JSON values by key, kept in the metadata database (here, a dict)."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.values: dict = {}
+        self.broken = broken
+
+    async def aget(self, key, default=None):
+        if self.broken:
+            raise ConnectionError("supervisor gone")
+        return json.loads(json.dumps(self.values.get(key, default)))  # a JSON round trip, as stored
+
+    async def aset(self, key, value):
+        if self.broken:
+            raise ConnectionError("supervisor gone")
+        self.values[key] = json.loads(json.dumps(value))
+
+
+def _with_store(trigger: LeadFilesTrigger, store: StateStore) -> LeadFilesTrigger:
+    trigger.asset_state_store = store
+    return trigger
+
+
+def test_a_restarted_watcher_does_not_fire_again_for_what_it_fired_for(tmp_path):
+    """What fired is kept in the asset's state store: a triggerer restart (a new trigger
+    instance) does not start another run for the files a run already has."""
+    incoming = tmp_path / INCOMING
+    incoming.mkdir(parents=True)
+    (incoming / "a.csv").write_text("Email\n")
+    _old(incoming / "a.csv")
+    store = StateStore()
+    first = Watcher(_with_store(LeadFilesTrigger(bucket_url=tmp_path.as_uri(), poll_interval=POLL), store))
+    try:
+        assert names(first.next_event(timeout=5)) == ["a.csv"]
+    finally:
+        first.close()
+    assert list(store.values["fired"]) == ["a.csv"]
+    again = Watcher(_with_store(LeadFilesTrigger(bucket_url=tmp_path.as_uri(), poll_interval=POLL), store))
+    try:
+        assert again.next_event(timeout=6 * POLL) is None
+        (incoming / "b.csv").write_text("Email\n")
+        assert names(again.next_event(timeout=5)) == ["b.csv"]
+        (incoming / "a.csv").unlink()  # imported: forgotten, in the store too
+        (incoming / "b.csv").unlink()
+        assert again.next_event(timeout=3 * POLL) is None
+        assert store.values["fired"] == {}
+    finally:
+        again.close()
+
+
+def test_a_failing_state_store_costs_the_memory_not_the_watch(tmp_path):
+    incoming = tmp_path / INCOMING
+    incoming.mkdir(parents=True)
+    (incoming / "a.csv").write_text("Email\n")
+    watcher = Watcher(
+        _with_store(LeadFilesTrigger(bucket_url=tmp_path.as_uri(), poll_interval=POLL), StateStore(broken=True))
+    )
+    try:
+        assert names(watcher.next_event(timeout=5)) == ["a.csv"]
+        assert watcher.next_event(timeout=5 * POLL) is None  # still remembered in memory
+    finally:
+        watcher.close()
 
 
 def test_serializes_to_an_importable_class_with_its_arguments():

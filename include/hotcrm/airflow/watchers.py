@@ -20,6 +20,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 INCOMING_PREFIX = "imports/leads/incoming"
+STATE_KEY = "fired"  # the asset state store's key for what the watcher fired for
 
 
 class LeadFilesTrigger(BaseEventTrigger):
@@ -31,7 +32,9 @@ class LeadFilesTrigger(BaseEventTrigger):
     - A file fires once: the trigger remembers each file it fired for (name, size, modified
       time or ETag), so the listings taken while the import runs fire nothing. A file that is
       replaced (same name, other content) fires again; one still waiting ``refire_after``
-      seconds after its event (its run failed before moving it) fires again.
+      seconds after its event (its run failed before moving it) fires again. That memory is
+      kept in the asset's state store (Airflow 3.3, the metadata database), so a restarted
+      triggerer does not fire again for the files it fired for before.
     - A file still being written does not fire: on a local disk a file fires once it is
       untouched for ``settle`` seconds (when one is settling, the next listing comes after
       ``settle`` seconds, not ``poll_interval``); names like ``*.part``, ``*.tmp`` or
@@ -75,6 +78,7 @@ class LeadFilesTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """List ``incoming/`` every ``poll_interval`` seconds; yield one event per new batch."""
         watch = IncomingWatch(settle=self.settle, refire_after=self.refire_after)
+        watch.restore(await self._state("aget", STATE_KEY))
         incoming = url = None
         last_error = ""
         while True:
@@ -92,11 +96,26 @@ class LeadFilesTrigger(BaseEventTrigger):
                 last_error = message
             else:
                 last_error = ""
+                fired_before = dict(watch.fired)
                 batch = watch.update(listing, time.time(), local=getattr(incoming, "protocol", "file") == "file")
+                if watch.fired != fired_before:  # saved before the event: a restart after it fires nothing again
+                    await self._state("aset", STATE_KEY, watch.saved())
                 if batch:
                     self.log.info("%d lead file(s) waiting: %s", len(batch), [f["name"] for f in batch])
                     yield TriggerEvent({"files": batch, "incoming": url})
             await asyncio.sleep(min(self.settle, self.poll_interval) if watch.settling else self.poll_interval)
+
+    async def _state(self, method: str, *args: Any) -> Any:
+        """Read or write the watched asset's state store; without one (outside a triggerer, or
+        a triggerer that injects none), or when it fails, the memory is this process's only."""
+        store = getattr(self, "asset_state_store", None)
+        if store is None:
+            return None
+        try:
+            return await getattr(store, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - losing the memory costs an extra run, not a file
+            self.log.warning("Asset state store %s failed (%s: %s)", method, type(exc).__name__, exc)
+            return None
 
     def _incoming(self) -> Any:
         from hotcrm.airflow.leads import lead_folders
@@ -134,6 +153,20 @@ class IncomingWatch:
         # A file that left incoming/ (imported) is forgotten: the same name dropped again fires.
         self.fired = {name: value for name, value in self.fired.items() if name in listing}
         return batch
+
+    def saved(self) -> dict[str, Any]:
+        """What has fired, as JSON for the asset state store."""
+        return {name: {"signature": list(sig), "fired_at": at} for name, (sig, at) in self.fired.items()}
+
+    def restore(self, saved: Any) -> None:
+        """Take back what :meth:`saved` gave (anything else is ignored: nothing has fired)."""
+        if not isinstance(saved, dict):
+            return
+        for name, value in saved.items():
+            try:
+                self.fired[name] = (tuple(value["signature"]), float(value["fired_at"]))
+            except (TypeError, KeyError, ValueError):
+                continue
 
 
 def list_lead_files(incoming: Any) -> dict[str, dict[str, Any]]:
