@@ -23,7 +23,7 @@ database (`hotcrm_db`); rows that cannot be loaded are reported line by line.
 `hotcrm_lead_files` Asset (`hotcrm://imports/leads/incoming`), whose `AssetWatcher` runs in
 Airflow's **triggerer** (it must be running): it lists `incoming/` every 5 s (no worker held,
 no empty runs) and fires once per new file, when the file is complete (a local file
-unchanged for 5 s; an S3 object once its upload finished; `*.part`/`*.tmp` never). The run
+untouched for 2 s; an S3 object once its upload finished; `*.part`/`*.tmp` never). The run
 imports the files its events name that are still waiting. `max_active_runs=1`, so two runs
 never race on a file (the file ledger's unique content hash guards that too). To import one
 file now, trigger the DAG with the param `file_name` (a name in `incoming/`); a manual run

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_DIR / "dags"
@@ -29,6 +30,10 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT_DIR / "plugins")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
 os.environ.setdefault("HOTCRM_DATA_DIR", str(_AIRFLOW_HOME / "data"))
+# One Fernet key for the session and every airflow process it starts (in unit-test mode each
+# process makes its own): the lead-file watcher's trigger is stored with encrypted kwargs by
+# one (`airflow dags reserialize`) and read by another (`dag.test()` syncing the DAGs).
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(PROJECT_DIR / "include"), str(PROJECT_DIR)]
     + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])

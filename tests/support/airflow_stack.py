@@ -220,6 +220,15 @@ class AirflowStack:
             "processed": done - dropped_at,
         }
 
+    def finished_runs(self, count: int, timeout: float = 120) -> list[tuple[str, str]]:
+        """(run type, state) of ``lead_import``'s runs, once ``count`` of them have ended."""
+
+        def ended():
+            rows = self.query("SELECT run_type, state FROM dag_run WHERE dag_id = 'lead_import' ORDER BY id")
+            return rows if sum(state in ("success", "failed") for _, state in rows) >= count else None
+
+        return self._wait(ended, timeout, f"{count} lead_import run(s) to end")
+
     def _task_started(self, name: str) -> float | None:
         rows = self.query(
             "SELECT start_date FROM task_instance WHERE dag_id = 'lead_import' AND task_id = 'import_file' "
