@@ -6,8 +6,8 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from hotcrm.airflow.assets import ACCOUNT_EXPORT
 from hotcrm.airflow.exports import (
-    ACCOUNT_EXPORT_ASSET,
     DEFAULT_FIELDS,
     DEFAULT_FORMAT,
     FORMATS,
@@ -78,7 +78,7 @@ def account_export():
     def check_export(written: dict) -> dict:
         return check_account_export(written)
 
-    @task(task_id="publish_export", outlets=[ACCOUNT_EXPORT_ASSET])
+    @task(task_id="publish_export", outlets=[ACCOUNT_EXPORT])
     def publish_export(written: dict, quality: dict) -> dict:
         return publish_account_export(written, quality, get_current_context())
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
+
+from hotcrm.airflow.assets import LEAD_FILES, LEADS
 
 DAG_ID = "lead_import"
-LEADS_ASSET = Asset(name="hotcrm_leads", uri="hotcrm://crm/leads")
 
 DOC_MD = """
 # lead_import
@@ -18,11 +19,15 @@ into **`imports/leads/incoming/`** of the import bucket (`HOTCRM_BUCKET_URL`: `f
 default, `s3://` through the `hotcrm_bucket` connection). Each file becomes Leads in the CRM
 database (`hotcrm_db`); rows that cannot be loaded are reported line by line.
 
-**Trigger.** A short schedule: every 5 minutes the DAG lists `incoming/` (one cheap listing,
-no worker held while waiting, which a sensor would need) and imports what it finds; a run
-with nothing to do skips the import. `max_active_runs=1`, so two runs never race on a file
-(the file ledger's unique content hash guards that too). To import one file now, trigger
-the DAG with the param `file_name` (a name in `incoming/`).
+**Trigger.** A file drop starts a run within seconds: the DAG is scheduled on the
+`hotcrm_lead_files` Asset (`hotcrm://imports/leads/incoming`), whose `AssetWatcher` runs in
+Airflow's **triggerer** (it must be running): it lists `incoming/` every 5 s (no worker held,
+no empty runs) and fires once per new file, when the file is complete (a local file
+untouched for 2 s; an S3 object once its upload finished; `*.part`/`*.tmp` never). The run
+imports the files its events name that are still waiting. `max_active_runs=1`, so two runs
+never race on a file (the file ledger's unique content hash guards that too). To import one
+file now, trigger the DAG with the param `file_name` (a name in `incoming/`); a manual run
+without it imports every file waiting.
 
 **Tasks.** `find_files` lists the files; `import_file` is mapped over them, one task per
 file: it reads the file in a stream, validates each row with the CRM's lead rules (a bad
@@ -47,7 +52,7 @@ without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_fil
 
 @dag(
     dag_id=DAG_ID,
-    schedule=timedelta(minutes=5),
+    schedule=[LEAD_FILES],
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -64,15 +69,15 @@ without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_fil
 )
 def lead_import():
     @task
-    def find_files(params=None) -> list[str]:
-        """The files waiting in incoming/ (or the one named by the file_name param)."""
-        from hotcrm.airflow.leads import list_incoming
+    def find_files(params=None, triggering_asset_events=None) -> list[str]:
+        """The files the watcher's events name (or the file_name param's, or all) still in incoming/."""
+        from hotcrm.airflow.leads import files_to_import
 
-        names = list_incoming((params or {}).get("file_name"))
+        names = files_to_import((params or {}).get("file_name"), triggering_asset_events)
         print(f"{len(names)} file(s) to import: {names}")
         return names
 
-    @task(outlets=[LEADS_ASSET], map_index_template="{{ file_name }}")
+    @task(outlets=[LEADS], map_index_template="{{ file_name }}")
     def import_file(file_name: str) -> dict:
         """Import one file; returns its counts and where its report is."""
         from airflow.sdk import get_current_context

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_DIR / "dags"
@@ -33,6 +34,10 @@ os.environ.setdefault("HOTCRM_DATA_DIR", str(_AIRFLOW_HOME / "data"))
 # (`make test` exports AIRFLOW_CONN_HOTCRM_DB) nor a developer's own.
 os.environ.pop("AIRFLOW_CONN_HOTCRM_DB", None)
 os.environ.pop("HOTCRM_DATABASE_URL", None)
+# One Fernet key for the session and every airflow process it starts (in unit-test mode each
+# process makes its own): the lead-file watcher's trigger is stored with encrypted kwargs by
+# one (`airflow dags reserialize`) and read by another (`dag.test()` syncing the DAGs).
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(PROJECT_DIR / "include"), str(PROJECT_DIR)]
     + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from hotcrm.exports.options import DEFAULT_FIELDS, DEFAULT_FORMAT, EXPORT_PREFIX, FORMATS
+from hotcrm.airflow.assets import ACCOUNT_EXPORT
+from hotcrm.exports.options import DEFAULT_FIELDS, DEFAULT_FORMAT, FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,8 @@ __all__ = [
     "write_account_export",
 ]
 
-# A stable, environment-independent name: downstream DAGs schedule on it whatever the bucket is;
-# each event's extra carries the published file's URL, record count and sha256.
-ACCOUNT_EXPORT_ASSET = Asset(name="hotcrm_account_export", uri=f"x-hotcrm://{EXPORT_PREFIX}")
+# Defined with the other assets (one module, one scheme); the name stays for existing imports.
+ACCOUNT_EXPORT_ASSET = ACCOUNT_EXPORT
 
 
 def _interval(context: dict[str, Any]):

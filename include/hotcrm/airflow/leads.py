@@ -12,7 +12,7 @@ from typing import Any
 
 from hotcrm.airflow.storage import bucket_root
 from hotcrm.leads import bucket
-from hotcrm.leads.bucket import IGNORED_SUFFIXES, LEADS_PREFIX  # noqa: F401 (the adapter's public names)
+from hotcrm.leads.bucket import IGNORED_SUFFIXES, LEADS_PREFIX, is_lead_file_name  # noqa: F401 (the adapter's public names)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,38 @@ def lead_folders(root: Any = None) -> dict[str, Any]:
 def list_incoming(file_name: str | None = None, root: Any = None) -> list[str]:
     """:func:`hotcrm.leads.bucket.list_incoming` in the bucket opened with the ``hotcrm_bucket`` connection."""
     return bucket.list_incoming(file_name, root if root is not None else bucket_root())
+
+
+def files_to_import(file_name: str | None = None, triggering_asset_events: Any = None, root: Any = None) -> list[str]:
+    """The files a ``lead_import`` run imports.
+
+    A run started by the file watcher (:class:`hotcrm.airflow.watchers.LeadFilesTrigger`)
+    imports the files its asset events name that are still waiting (an earlier run may have
+    taken some; a file that arrived meanwhile has an event of its own, once it is complete).
+    A manual run imports ``file_name``, or without it every file waiting.
+    """
+    if file_name:
+        return list_incoming(file_name, root)
+    waiting = list_incoming(None, root)
+    named = _event_file_names(triggering_asset_events)
+    if named is None:
+        return waiting
+    gone = sorted(named.difference(waiting))
+    if gone:
+        log.info("Already taken by an earlier run: %s", gone)
+    return [name for name in waiting if name in named]
+
+
+def _event_file_names(triggering_asset_events: Any) -> set[str] | None:
+    """The file names in the watcher's events (``None`` when no event carries any: a manual
+    run, or an asset event posted by hand, which then imports everything waiting)."""
+    names: set[str] | None = None
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            files = ((getattr(event, "extra", None) or {}).get("payload") or {}).get("files")
+            if isinstance(files, list):
+                names = (names or set()) | {f["name"] for f in files if isinstance(f, dict) and f.get("name")}
+    return names
 
 
 def import_incoming_file(

@@ -35,11 +35,16 @@ def lead_folders(root: Any = None) -> dict[str, Any]:
     return folders
 
 
+def is_lead_file_name(name: str) -> bool:
+    """False for names that are never lead files: hidden, our own reports, uploads in flight."""
+    return not (name.startswith(".") or name.endswith(IGNORED_SUFFIXES))
+
+
 def is_waiting(path: Any) -> bool:
     """True for an entry of ``incoming/`` to import or refuse: a file, and on a local disk also
     a symbolic link or special file (the import refuses those unread, with a report); folders
     and our own files (see :data:`IGNORED_SUFFIXES`) are left alone."""
-    if path.name.startswith(".") or path.name.endswith(IGNORED_SUFFIXES):
+    if not is_lead_file_name(path.name):
         return False
     if is_local(path):
         try:
