@@ -126,43 +126,45 @@ def _ascii(name: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
-def _real_phone(rnd: random.Random) -> str:
-    """A phone as people type them: US national formats, international numbers written the
-    way each country groups them, a few foreign national ones, or none."""
+def _real_phone(rnd: random.Random, country: str) -> str:
+    """A phone as people type them: national formats of the row's Country, international
+    numbers written the way each country groups them, or none."""
     digits = f"{rnd.getrandbits(40):013d}"[-12:]
     a, b, c, e = digits[0:2], digits[2:4], digits[4:6], digits[6:8]
     area, line, last4 = f"{rnd.randint(2, 9)}{a}", f"{rnd.randint(2, 9)}{b}", digits[8:12]
-    kind = rnd.random()
-    if kind < 0.2:
-        return ""
-    if kind < 0.62:
-        shapes = [
+    d = rnd.randint(2, 9)
+    international = [
+        f"+33 6 {a} {b} {c} {e}",
+        f"+33 (0)1 {a} {b} {c} {e}",
+        f"+49 (0)30 {d}{a}{b}{c}",
+        f"+49 89 {d}{a}{b}{c}{e[0]}",
+        f"+44 20 7946 {last4}",
+        f"+44 7700 {a}{b}{c}",
+        f"+34 6{a} {b} {c} {e}",
+        f"+48 12 {a}{b[0]} {c} {e}",
+        f"+46 8 {a}{b[0]} {b[1]}{c} {e}",
+        f"+41 44 {a}{b[0]} {c} {e}",
+        f"+55 11 9{a}{b}-{c}{e}",
+        f"+45 {a} {b} {c} {e}",
+        f"+1 {area} {line} {last4}",
+        f"+1 ({area}) {line}-{last4}",
+    ]
+    # National formats, read in the row's Country (countries not listed write theirs with "+").
+    national = {
+        "USA": [
             f"({area}) {line}-{last4}",
             f"{area}-{line}-{last4}",
             f"{area}.{line}.{last4}",
-            f"+1 {area} {line} {last4}",
             f"1-{area}-{line}-{last4}",
-            f"+1 ({area}) {line}-{last4}",
-        ]
-        return shapes[rnd.randrange(len(shapes))]
-    if kind < 0.97:
-        shapes = [
-            f"+33 6 {a} {b} {c} {e}",
-            f"+33 (0)1 {a} {b} {c} {e}",
-            f"+49 (0)30 {rnd.randint(2, 9)}{a}{b}{c}",
-            f"+49 89 {rnd.randint(2, 9)}{a}{b}{c}{e[0]}",
-            f"+44 20 7946 {last4}",
-            f"+44 7700 {a}{b}{c}",
-            f"+34 6{a} {b} {c} {e}",
-            f"+48 12 {a}{b[0]} {c} {e}",
-            f"+46 8 {a}{b[0]} {b[1]}{c} {e}",
-            f"+41 44 {a}{b[0]} {c} {e}",
-            f"+55 11 9{a}{b}-{c}{e}",
-            f"+45 {a} {b} {c} {e}",
-        ]
-        return shapes[rnd.randrange(len(shapes))]
-    # National formats of other countries: read as US numbers (the mapping's phone_region).
-    shapes = [f"06 {a} {b} {c} {e}", f"030 {rnd.randint(2, 9)}{a}{b}{c}", f"020 7946 {last4}"]
+        ],  # noqa: E501
+        "France": [f"06 {a} {b} {c} {e}", f"01 {a} {b} {c} {e}"],
+        "Germany": [f"030 {d}{a}{b}{c}", f"089 {d}{a}{b}{c}{e[0]}"],
+        "United Kingdom": [f"020 7946 {last4}", f"07700 {a}{b}{c}"],
+    }.get(country)
+    kind = rnd.random()
+    if kind < 0.2:
+        return ""
+    shapes = national if national and kind < 0.6 else international
     return shapes[rnd.randrange(len(shapes))]
 
 
@@ -200,6 +202,7 @@ def generate_realistic(path: Path, rows: int, seed: int = 11, repeat_share: floa
                 email = rnd.choice([email.upper(), email.title(), f" {email} ", email.capitalize()])
             first, last = _real_name(serial)
             city, country = rnd.choice(REAL_CITY)
+            phone = _real_phone(rnd, country)
             note = ""
             if rnd.random() < 0.05:
                 note = rnd.choice(
@@ -216,7 +219,7 @@ def generate_realistic(path: Path, rows: int, seed: int = 11, repeat_share: floa
                 last,
                 rnd.choice(REAL_COMPANY),
                 email,
-                _real_phone(rnd),
+                phone,
                 rnd.choice(["CTO", "Directeur Général", "Geschäftsführer", "VP Sales, EMEA", "Ingeniero", ""]),
                 rnd.choice(INDUSTRY),
                 city,

@@ -212,28 +212,23 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
     assert sorted([*parsed.offsets.tolist(), *(o for o, _ in parsed.others)]) == list(range(len(physical)))
 
 
-def test_email_keys_say_whether_every_hash_is_new():
+def test_email_keys_flag_each_repeat_and_keep_the_first_line_of_each_hash():
     rnd = random.Random(11)
     for _ in range(60):
-        keys, model, seen_all_new = _EmailKeys(), set(), True
-        keys.BATCH = rnd.choice([1, 3, 4_096])
+        keys, first_line, line = _EmailKeys(), {}, 0
         for _ in range(rnd.randint(1, 40)):
-            if rnd.random() < 0.5:
-                key = rnd.randint(0, 300)
-                keys.add(key)  # checked in batches
-                seen_all_new &= key not in model
-                model.add(key)
-            else:
-                batch = [rnd.randint(0, 300) for _ in range(rnd.randint(0, 8))]
-                new = len(set(batch)) == len(batch) and not (set(batch) & model)
-                assert keys.add_many(np.array(batch, dtype=np.int64)) == new
-                seen_all_new &= new
-                model |= set(batch)
-            if rnd.random() < 0.2:
-                keys.flush()
-                assert keys.distinct == seen_all_new
-        keys.flush()
-        assert keys.distinct == seen_all_new and not keys.pending
+            batch = [rnd.randint(0, 300) for _ in range(rnd.randint(0, 8))]
+            lines = list(range(line, line + len(batch)))
+            line += len(batch)
+            expected = []
+            for key, number in zip(batch, lines, strict=True):
+                expected.append(key in first_line)
+                first_line.setdefault(key, number)
+            repeat = keys.repeats(np.array(batch, dtype=np.int64), np.array(lines, dtype=np.int64))
+            assert repeat.tolist() == expected
+            assert keys.distinct == (len(first_line) == line)
+            known = np.array(sorted(first_line), dtype=np.int64)
+            assert keys.line_of(known).tolist() == [first_line[k] for k in known.tolist()]
 
 
 def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():

@@ -71,6 +71,7 @@ from hotcrm.leads.reader import (
     HeaderMap,
     Mapping,
     TextBlock,
+    cells_at,
     copy_to,
     detect_delimiter,
     is_blank,
@@ -90,6 +91,7 @@ PROGRESS_EVERY = 100_000
 # Characters of quote-free lines parsed and checked together (the columnar rules' batch).
 TEXT_BATCH_CHARS = 2 * 1024 * 1024
 _KEY_MASK = 0xFFFFFFFFFFFFF  # email hashes, as keys of _EmailKeys
+WAITING_ROWS = 4_096  # rows checked one at a time whose email hashes are checked together
 # The suite's default: it applies from this many rows that passed the row checks.
 MIN_ROWS = 50
 # Signs of text decoded with the wrong encoding somewhere upstream: a replacement character,
@@ -537,10 +539,13 @@ def _load(
     except FileRejected as exc:
         failure = str(exc)
     if failure is None:
-        if staged.direct:  # loaded already: nothing to merge beside the quality suite
+        if staged.direct and not staged.staged:  # loaded already: nothing to merge beside the quality suite
+            loader.drop_stage(session.connection())
             quality, counts = _check_quality(suite, *indicators), loader.MergeCounts(staged.rows, 0, 0, 0)
         else:
             quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, staged)
+            if counts is not None and staged.direct:  # the rows loaded directly, less those a later line replaced
+                counts.inserted += staged.rows - staged.staged - counts.replaced
         if not quality["success"]:
             failure = (
                 "the file failed its file-level quality checks (a sign of a shifted column or of text decoded "
@@ -606,6 +611,7 @@ def _merge_beside_quality_check(
             staged.now,
             emails_unique=staged.emails_unique,
             defaults=staged.defaults,
+            direct_prefix=staged.prefix if staged.direct else None,
         )
         try:
             quality = _check_quality(suite, *indicators)
@@ -717,7 +723,7 @@ def _read_and_stage(
                     rows.row(item.line, item.cells)
             if texts:
                 rows.text(texts)
-            rows.finish()
+            rows.finish(lambda wanted: _cells_at(spooled, delimiter, wanted))
             if direct:
                 rows.stager.check_direct()
         except BaseException as exc:
@@ -733,7 +739,7 @@ def _read_and_stage(
         raise FileRejected("the file has a header row but no leads under it")
     outcome.rows_read, outcome.rejected = rows.read, rows.rejected
     stager = rows.stager
-    staged = _Staged(direct, rows.keys.distinct, stager.rows, stager.now, stager.defaults)
+    staged = _Staged(direct, rows.keys.distinct, stager.rows, stager.now, stager.defaults, stager.staged, stager.prefix)
     return header_map, (rows.shifted, rows.mojibake), staged
 
 
@@ -768,54 +774,51 @@ class _Staged:
     rows: int  # valid rows sent
     now: datetime  # the import's timestamp for created / modified dates
     defaults: tuple[str, str]  # LeadSource and Status for a new Lead without them
+    staged: int = 0  # of a direct load's rows, those staged (they repeat an earlier row's email)
+    prefix: str = ""  # the Id prefix of a direct load's Leads
+
+
+def _cells_at(spooled, delimiter: str, wanted: set[int]) -> dict[int, list[str]]:
+    with spooled.open() as text:
+        return cells_at(text, delimiter, wanted)
 
 
 class _EmailKeys:
-    """The email hashes of the rows sent so far: is each new one distinct from all before?
+    """The email hashes of the rows sent so far, each with the line it came from: which new
+    ones repeat an earlier row's?
 
-    A sorted array (8 bytes a row); the hashes of rows that come one at a time wait in a list
-    and are checked in batches, like those of a column-wise batch (a per-row look-up in the
-    array cost a numpy call, and a GIL hand-over to the loader's thread, per row). Equal
-    hashes of different emails count as a repeat: the staged merge then finds the truth.
+    Sorted arrays (16 bytes a row), new hashes inserted in batches: those of a column-wise
+    batch, and those of rows that come one at a time, gathered first (a per-row look-up cost a
+    numpy call, and a GIL hand-over to the loader's thread, per row). Equal hashes of different
+    emails count as a repeat: the merge then finds the truth. The line noted with a hash is its
+    first row's (loaded directly in a direct load).
     """
-
-    BATCH = 4_096
 
     def __init__(self) -> None:
         self.sorted = np.empty(0, dtype=np.int64)
-        self.pending: list[int] = []
+        self.lines = np.empty(0, dtype=np.int64)
         self.distinct = True
 
-    def _seen(self, keys: np.ndarray) -> np.ndarray:
-        if not len(self.sorted):
-            return np.zeros(len(keys), dtype=bool)
-        position = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
-        return self.sorted[position] == keys
+    def repeats(self, keys: np.ndarray, lines: np.ndarray) -> np.ndarray:
+        """Note a batch of hashes and their rows' lines; True for each hash seen before (in an
+        earlier batch, or earlier in this one)."""
+        unique, first = np.unique(keys, return_index=True)  # (the first occurrence of each)
+        repeat = np.ones(len(keys), dtype=bool)
+        repeat[first] = False
+        position = np.searchsorted(self.sorted, unique)
+        if len(self.sorted):
+            seen = self.sorted[np.minimum(position, len(self.sorted) - 1)] == unique
+            repeat[first[seen]] = True
+            unique, first, position = unique[~seen], first[~seen], position[~seen]
+        # (np.insert puts each new hash before the position found: one copy, the arrays stay sorted.)
+        self.sorted = np.insert(self.sorted, position, unique)
+        self.lines = np.insert(self.lines, position, lines[first])
+        self.distinct &= not repeat.any()
+        return repeat
 
-    def add(self, key: int) -> None:
-        """Note one hash; :attr:`distinct` says whether it was new once the batch is checked
-        (at :meth:`flush`, at the next :meth:`add_many`, or when the batch is full)."""
-        self.pending.append(key)
-        if len(self.pending) >= self.BATCH:
-            self.flush()
-
-    def flush(self) -> bool:
-        """Check the hashes noted one at a time; False when one was seen before."""
-        if not self.pending:
-            return True
-        keys, self.pending = np.array(self.pending, dtype=np.int64), []
-        return self.add_many(keys)
-
-    def add_many(self, keys: np.ndarray) -> bool:
-        """Note a batch of hashes; False when one was seen before or is in the batch twice."""
-        if self.pending:
-            self.flush()
-        unique = np.unique(keys)
-        new = len(unique) == len(keys) and not self._seen(unique).any()
-        # Sorted runs: the stable sort (timsort) merges them in about one pass.
-        self.sorted = np.sort(np.concatenate([self.sorted, unique]), kind="stable")
-        self.distinct &= new
-        return new
+    def line_of(self, keys: np.ndarray) -> np.ndarray:
+        """The line noted with each hash (each one noted before)."""
+        return self.lines[np.searchsorted(self.sorted, keys)]
 
 
 class _RowLoader:
@@ -847,6 +850,11 @@ class _RowLoader:
         self.stager = loader.open_stage(conn, direct=direct, now=utcnow(), defaults=defaults)
         self.direct = direct
         self.keys = _EmailKeys()
+        # Rows checked one at a time, waiting for their email hashes to be checked together:
+        # (hash, line, staging row, email).
+        self.waiting: list[tuple[int, int, list, str]] = []
+        # A direct load's lines whose email a later line repeats: email -> the directly loaded line.
+        self.direct_lines: dict[str, int] = {}
         self.issues: list[dict[str, Any]] = []
         # The file-level suite's indicators, one per row that passed the row checks.
         self.shifted, self.mojibake = array("b"), array("b")
@@ -870,9 +878,24 @@ class _RowLoader:
         self.email_col = header_map.columns.get("Email")
         self.plan = _stage_plan(header_map)
 
-    def _repeated(self) -> None:
-        if self.direct:
-            raise loader.DirectLoadAbandoned("a line repeats the email of an earlier line")
+    def _note_repeats(self, emails: list[str], keys: np.ndarray) -> None:
+        """Note the directly loaded line of each repeated email (staged lines come later)."""
+        for email, line in zip(emails, self.keys.line_of(keys).tolist(), strict=True):
+            self.direct_lines.setdefault(email, line)
+
+    def _send_waiting(self) -> None:
+        """Check the waiting rows' hashes and send them: a repeat of an earlier email is staged."""
+        if not self.waiting:
+            return
+        waiting, self.waiting = self.waiting, []
+        keys = np.fromiter((w[0] for w in waiting), dtype=np.int64, count=len(waiting))
+        lines = np.fromiter((w[1] for w in waiting), dtype=np.int64, count=len(waiting))
+        repeat = self.keys.repeats(keys, lines)
+        for (_, _, row, _), again in zip(waiting, repeat.tolist(), strict=True):
+            self.stager.add(row, staged=again)
+        if self.direct and repeat.any():
+            again = np.flatnonzero(repeat)
+            self._note_repeats([waiting[i][3] for i in again.tolist()], keys[again])
 
     def _count(self, rows: int = 1) -> None:
         before, self.read = self.read, self.read + rows
@@ -909,16 +932,18 @@ class _RowLoader:
             email = clean.get("Email") or (cells[self.email_col].strip()[:255] if self.email_col is not None else None)
             self._reject(_issue(self.outcome.file_id, line, reason, cells, email))
             return
-        # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
-        if key is not None:
-            self.keys.add(key)
-            if not self.keys.distinct:  # (found in a batch of hashes: maybe another line's)
-                self._repeated()
         self.shifted.append(any("@" in (clean.get(f) or "") for f in ("FirstName", "LastName", "Company")))
         self.mojibake.append(
             any(_MOJIBAKE_RE.search(clean.get(f) or "") for f in ("FirstName", "LastName", "Company", "Title", "City"))
         )
-        self.stager.add(_stage_row(line, clean, self.plan, cells))
+        row = _stage_row(line, clean, self.plan, cells)
+        # (A row may be valid without an email when the mapping does not require one: no duplicate of any.)
+        if key is None:
+            self.stager.add(row)
+            return
+        self.waiting.append((key, line, row, clean["Email"]))
+        if len(self.waiting) >= WAITING_ROWS:
+            self._send_waiting()
 
     def text(self, blocks: list[TextBlock]) -> None:
         """Consecutive blocks of lines without quotes: parsed by Arrow, checked column-wise."""
@@ -954,26 +979,45 @@ class _RowLoader:
             self.shifted.frombytes(shifted.tobytes())
             self.mojibake.frombytes(mojibake.tobytes())
             keys = np.fromiter(map(hash, result.emails), dtype=np.int64, count=count) & _KEY_MASK
-            if not self.keys.add_many(keys):
-                self._repeated()
+            repeat = self.keys.repeats(keys, lines[plain])
             line = pa.array(lines[plain], pa.int32())
             columns = [line, *(result.values[c] for c in loader.LEAD_COLUMNS), result.raw]
-            self.stager.add_columns(columns, backslash_free=plain_text)
+            if self.direct and repeat.any():
+                self._stage_repeats(columns, cells, plain, repeat, keys, result.emails, plain_text)
+            else:
+                self.stager.add_columns(columns, backslash_free=plain_text)
         if count < len(plain):
             others = np.flatnonzero(~plain)
             take = pa.array(others)
             columns = [c.take(take).to_pylist() for c in cells]
             for number, row_cells in zip(lines[others].tolist(), zip(*columns, strict=True), strict=True):
                 self.row(number, list(row_cells))
-            if not self.keys.flush():
-                self._repeated()
+        self._send_waiting()
 
-    def finish(self) -> None:
-        """Send what is still buffered and wait until the database has it all."""
-        if not self.keys.flush():
-            self._repeated()
+    def _stage_repeats(
+        self, columns: list, cells: list, plain: np.ndarray, repeat: np.ndarray, keys: np.ndarray, emails, plain_text
+    ) -> None:
+        """A direct load's batch of plain rows, some repeating an earlier row's email: those
+        are staged with their original cells (the merge weighs them), the others loaded."""
+        once, again = pa.array(np.flatnonzero(~repeat)), np.flatnonzero(repeat)
+        self.stager.add_columns([c.take(once) for c in columns], backslash_free=plain_text)
+        take, mask = pa.array(again), pa.array(plain)
+        raw = ColumnarRules.raw_cells([c.filter(mask).take(take) for c in cells], len(again), escape_free=plain_text)
+        staged = [*(c.take(take) for c in columns[:-1]), raw]
+        self.stager.add_columns(staged, backslash_free=plain_text, staged=True)
+        self._note_repeats([emails[i] for i in again.tolist()], keys[again])
+
+    def finish(self, reread: Callable[[set[int]], dict[int, list[str]]] | None = None) -> None:
+        """Send what is still buffered and wait until the database has it all. In a direct
+        load, the directly loaded lines of repeated emails are staged too, their original cells
+        read again with ``reread`` (line numbers -> cells)."""
+        self._send_waiting()
         self.stager.add_issues(self.issues)
         self.issues = []
+        if self.direct_lines and reread is not None:
+            cells = reread(set(self.direct_lines.values()))
+            rows = [(line, email, cells_json(cells[line])) for email, line in self.direct_lines.items()]
+            self.stager.add_direct_lines(rows)
         self.stager.close()
 
 

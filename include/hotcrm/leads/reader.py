@@ -18,13 +18,14 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
 import shutil
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -744,6 +745,27 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
                 yield Record(number, row)
             else:
                 yield Record(number, row, ragged(len(row), width))
+
+
+def cells_at(text: io.TextIOBase, delimiter: str, wanted: Iterable[int]) -> dict[int, list[str]]:
+    """The cells of the well-formed records that start on the ``wanted`` physical lines (as
+    :func:`iter_blocks` numbers them), read again from ``text`` at its start: one pass over the
+    lines, the csv module only where a wanted record starts."""
+    found: dict[int, list[str]] = {}
+    number = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal number
+        for line in text:
+            number += 1
+            yield line
+
+    source = counted()
+    reader = csv.reader(source, delimiter=delimiter, strict=False)
+    for line in sorted(set(wanted)):
+        deque(itertools.islice(source, line - number - 1), maxlen=0)  # the lines before it
+        found[line] = next(reader)
+    return found
 
 
 def ragged(fields: int, width: int) -> str:
