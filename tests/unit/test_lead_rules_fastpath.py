@@ -257,6 +257,35 @@ def test_international_fast_path_agrees_for_every_calling_code():
     assert taken > 1_000 and taken_with_pattern > 20  # the fast paths were exercised, not only the fallback
 
 
+def test_national_fast_path_agrees_for_every_region():
+    """Random national numbers for each region phonenumbers knows, written as people do: with
+    the national prefix or not, the international dialling prefix or the calling code in
+    front (left to phonenumbers), grouped."""
+    from phonenumbers import SUPPORTED_REGIONS
+
+    rnd = random.Random(17)
+    taken = 0
+    for region in sorted(SUPPORTED_REGIONS):
+        plan = rules._national_plan(region)
+        prefixes = rules.international_plans()[1].get(plan[0], ((),))[0] if plan else ()
+        for _ in range(40):
+            national = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 16)))
+            head = rnd.random()
+            if prefixes and head < 0.4:
+                national = rnd.choice(prefixes) + national
+            elif plan and head < 0.5:
+                national = plan[0] + national
+            elif head < 0.6:
+                national = "00" + national
+            cut = rnd.randint(0, len(national))
+            value = rnd.choice(["{}{}", "{} {}", "({}) {}", "{}-{}", "{}.{}"]).format(national[:cut], national[cut:])
+            taken += rules._plain_national(value, region) is not None
+            assert fast_phone(value, region) == slow_phone(value, region), (value, region)
+    assert taken > 800  # the fast path was exercised, not only the fallback
+    examples = [("06 12 34 56 78", "FR"), ("030 1234567", "DE"), ("020 7946 0958", "GB"), ("06 1234 5678", "IT")]
+    assert all(rules._plain_national(value, region) == slow_phone(value, region) for value, region in examples)
+
+
 @pytest.mark.parametrize(
     ("country", "phone", "expected"),
     [
