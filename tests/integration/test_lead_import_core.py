@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Contact, Lead, OutboxEvent
 from hotcrm.leads import importer, loader
-from hotcrm.leads.importer import AccountingError, neutralize
+from hotcrm.leads.ledger import AccountingError
 from hotcrm.leads.models import ImportFile, ImportIssue
 from hotcrm.leads.reader import Mapping
+from hotcrm.leads.reports import neutralize
 from tests.support.lead_files import drop, run
 
 HEADER = "First Name,Last Name,Company,Email,Phone,Lead Source,Status,Estimated Value\n"

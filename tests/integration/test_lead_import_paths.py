@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Contact, Lead, OutboxEvent
-from hotcrm.leads import columnar, importer, loader, reader
+from hotcrm.leads import columnar, importer, keys, loader, reader, staging
 from hotcrm.leads.importer import import_lead_file
 from hotcrm.leads.models import ImportFile, ImportIssue
 
@@ -137,7 +137,7 @@ def snapshot(db_url: str) -> tuple:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_direct_and_columnar_paths_give_what_the_per_row_staged_path_gives(db_url, tmp_path, monkeypatch, seed):
-    monkeypatch.setattr(importer, "TEXT_BATCH_CHARS", 700)
+    monkeypatch.setattr(staging, "TEXT_BATCH_CHARS", 700)
     monkeypatch.setattr(reader, "BLOCK_CHARS", 300)
     monkeypatch.setattr(loader, "STAGE_BATCH_ROWS", 7)
     real_apply = columnar.ColumnarRules.apply
@@ -151,7 +151,7 @@ def test_direct_and_columnar_paths_give_what_the_per_row_staged_path_gives(db_ur
         (True, True, 0),
         (True, True, 3),
     ]:
-        monkeypatch.setattr(importer, "_KEY_MASK", key_mask or 0xFFFFFFFFFFFFF)
+        monkeypatch.setattr(keys, "KEY_MASK", key_mask or 0xFFFFFFFFFFFFF)
         seed_crm(db_url)
         monkeypatch.setattr(importer, "DIRECT_LOAD", direct)
         if by_column:

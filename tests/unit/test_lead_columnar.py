@@ -14,8 +14,9 @@ import pytest
 from hotcrm.leads import loader, numbers, rules
 from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _scan, cells_from_rows, parse_text
 from hotcrm.leads.columnar import cells_json as _cells_json
-from hotcrm.leads.importer import _EmailKeys, _stage_plan, _stage_row
+from hotcrm.leads.keys import EmailKeys
 from hotcrm.leads.reader import HeaderMap
+from hotcrm.leads.staging import stage_plan, stage_row
 
 # Cells per field: plain ones, and every kind the per-row rules must decide.
 CELLS = {
@@ -101,8 +102,8 @@ def staged_by_rows(columns: dict[str, int], width: int, cells: list[str], **opti
     clean, errors = normalize(cells)
     if errors:
         return None
-    plan = _stage_plan(HeaderMap([f"c{i}" for i in range(width)], dict(columns), [], []))
-    return _stage_row(7, clean, plan, cells)
+    plan = stage_plan(HeaderMap([f"c{i}" for i in range(width)], dict(columns), [], []))
+    return stage_row(7, clean, plan, cells)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -215,7 +216,7 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
 def test_email_keys_flag_each_repeat_and_keep_the_first_line_of_each_hash():
     rnd = random.Random(11)
     for _ in range(60):
-        keys, first_line, line = _EmailKeys(), {}, 0
+        keys, first_line, line = EmailKeys(), {}, 0
         for _ in range(rnd.randint(1, 40)):
             batch = [rnd.randint(0, 300) for _ in range(rnd.randint(0, 8))]
             lines = list(range(line, line + len(batch)))

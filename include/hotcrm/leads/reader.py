@@ -124,7 +124,7 @@ codecs.register_error("hotcrm-cp1252-fallback", _cp1252_fallback)
 def _open_regular(source: Any):
     """``source`` opened for reading; a local path is opened without following a symbolic link
     and must be a regular file (a FIFO would block, a device never end)."""
-    local = _local_file(source)
+    local = local_file(source)
     if local is None:
         return source.open("rb")
     try:
@@ -140,7 +140,8 @@ def _open_regular(source: Any):
     return os.fdopen(fd, "rb")
 
 
-def _local_file(source: Any) -> Path | None:
+def local_file(source: Any) -> Path | None:
+    """The local file behind ``source`` (a ``Path`` or a ``file://`` ObjectStoragePath), else None."""
     if isinstance(source, Path):
         return source
     if getattr(source, "protocol", None) in ("file", "local"):
