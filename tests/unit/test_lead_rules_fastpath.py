@@ -314,6 +314,22 @@ def test_national_phones_are_read_in_the_rows_country(country, phone, expected):
     assert normalize([*lead.values(), country])[0]["Phone"] == expected
 
 
+def test_country_names_come_from_phonenumbers_locale_data_without_its_geocoder_tables():
+    import subprocess
+    import sys
+
+    # A fresh interpreter (tests/conftest.py puts include/ on its PYTHONPATH): reading the
+    # names leaves phonenumbers' geodata package (the geocoder's ~100 MB of tables) unloaded.
+    code = (
+        "import sys; from hotcrm.leads import rules; "
+        "assert rules.country_region('Deutschland') == 'DE' and rules.country_region('Royaume-Uni') == 'GB'; "
+        "assert 'phonenumbers.geodata' not in sys.modules, 'geodata loaded'; "
+        "from phonenumbers.geodata.locale import LOCALE_DATA; "
+        "assert rules._locale_data() == LOCALE_DATA"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_country_region_reads_codes_and_names_and_nothing_else():
     assert [rules.country_region(c) for c in ("fr", "GB", "Frankreich", "Royaume-Uni", "U.S.A.")] == [
         "FR",

@@ -232,14 +232,21 @@ def _plain_national(value: str, region: str) -> str | None:
     return _plain_international(f"+{code}{digits}")
 
 
+@functools.cache
+def _code_metadata(code: str) -> Any:
+    """phonenumbers' metadata for a calling code (its main region's)."""
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+
+    return PhoneMetadata.metadata_for_region_or_calling_code(int(code), region_code_for_country_code(int(code)))
+
+
 def _strip_national_prefix(code: str, national: str, prefixes: tuple[str, ...]) -> str | None:
     """The national significant number phonenumbers makes of ``national`` (which starts with
     one of the code's literal national prefixes), with its own pattern and length checks; None
     when the code's metadata transforms the prefix (left to phonenumbers)."""
-    from phonenumbers import PhoneMetadata, region_code_for_country_code
     from phonenumbers.phonenumberutil import ValidationResult, _match_national_number, _test_number_length
 
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), region_code_for_country_code(int(code)))
+    metadata = _code_metadata(code)
     if metadata is None or metadata.national_prefix_transform_rule:
         return None
     prefix = next(p for p in prefixes if national.startswith(p))  # the alternation's first match
@@ -268,14 +275,32 @@ _COUNTRY_ALIASES = {
 }
 
 
+def _locale_data() -> dict[str, dict[str, str]]:
+    """phonenumbers' ``geodata.locale.LOCALE_DATA`` (region -> language -> country name), read
+    from its module file alone: importing it as ``phonenumbers.geodata.locale`` first runs the
+    ``geodata`` package, the geocoder's tables (~100 MB of memory and ~0.8 s per process, none
+    of it needed here)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(phonenumbers.__file__).parent / "geodata" / "locale.py"
+    spec = importlib.util.spec_from_file_location("_hotcrm_phonenumbers_locale", path)
+    if spec is None or spec.loader is None:  # another layout: the plain import
+        from phonenumbers.geodata.locale import LOCALE_DATA
+
+        return LOCALE_DATA
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "phonenumbers.geodata"  # its "from ..util import u" resolves without running geodata
+    spec.loader.exec_module(module)
+    return module.LOCALE_DATA
+
+
 @functools.cache
 def _country_names() -> dict[str, str]:
     """Lower-cased country name -> region code, from phonenumbers' locale data (every language
     it has, so native names such as "Deutschland" too); a name two regions share is left out."""
-    from phonenumbers.geodata.locale import LOCALE_DATA
-
     found: dict[str, set[str]] = {}
-    for region, names in LOCALE_DATA.items():
+    for region, names in _locale_data().items():
         if region not in phonenumbers.SUPPORTED_REGIONS:
             continue
         for name in names.values():
