@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Contact, Lead, OutboxEvent
 from hotcrm.leads import importer, loader
-from hotcrm.leads.importer import AccountingError, neutralize
+from hotcrm.leads.ledger import AccountingError
 from hotcrm.leads.models import ImportFile, ImportIssue
 from hotcrm.leads.reader import Mapping
+from hotcrm.leads.reports import neutralize
 from tests.support.lead_files import drop, run
 
 HEADER = "First Name,Last Name,Company,Email,Phone,Lead Source,Status,Estimated Value\n"
@@ -122,6 +123,59 @@ def test_same_email_twice_later_row_wins_earlier_is_a_duplicate(db_url, bucket):
     assert leads(db_url)["dup@example.com"].company == "New Co"
     [dup] = rejects(bucket["processed"] / "dups.csv.rejects.csv")
     assert dup["line"] == "2" and dup["kind"] == "duplicate" and "same email as line 4" in dup["reason"]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])
+def test_repeats_in_a_direct_load_are_staged_and_the_later_line_replaces_the_loaded_one(
+    db_url, bucket, monkeypatch, direct
+):
+    # A direct load keeps loading past a repeated email: the repeat is staged, and the merge
+    # weighs it against the line loaded directly. Line 7 takes the per-row rules (a no-break
+    # space), so it is checked after line 8 of the same batch, which is loaded first.
+    monkeypatch.setattr(importer, "DIRECT_LOAD", direct)
+    path = drop(
+        bucket,
+        "repeats.csv",
+        HEADER
+        + 'Old,Name,"Old, Co",dup@example.com,(415) 555-0132,Web,Working,100\n'
+        + "Other,Person,Co,other@example.com,,,,\n"
+        + "New,Name,New Co,DUP@example.com,,,,\n"
+        + "Third,Row,Co,thrice@example.com,,,,\n"
+        + "Fourth,Row,Co, THRICE@example.com ,,,,\n"
+        + "Per\u00a0Row,Early,Co,late@example.com,,,,\n"
+        + "Plain,Late,Co,LATE@example.com,,,,\n"
+        + "Fifth,Row,Co,Thrice@Example.com,,Partner,,\n"
+        + good_rows(3),
+    )
+    progress: list[str] = []
+    outcome = run(bucket, db_url, path, progress=progress.append)
+
+    assert (outcome.rows_read, outcome.inserted, outcome.updated, outcome.duplicates) == (11, 7, 0, 4)
+    assert not any("reading it again" in m for m in progress), progress
+    by_email = leads(db_url)
+    dup = by_email["dup@example.com"]  # line 4's values only: not merged with line 2's
+    assert (dup.first_name, dup.company, dup.phone, dup.lead_source, dup.status) == (
+        "New",
+        "New Co",
+        None,
+        "Import",
+        "New",
+    )
+    assert dup.estimated_value is None
+    assert (by_email["thrice@example.com"].first_name, by_email["thrice@example.com"].lead_source) == (
+        "Fifth",
+        "Partner",
+    )
+    assert by_email["late@example.com"].first_name == "Plain"
+    found = {int(r["line"]): r for r in rejects(bucket["processed"] / "repeats.csv.rejects.csv")}
+    assert {line: r["kind"] for line, r in found.items()} == dict.fromkeys((2, 5, 6, 7), "duplicate")
+    assert "same email as line 4," in found[2]["reason"] and found[2]["Company"] == "Old, Co"
+    assert found[2]["Phone"] == "(415) 555-0132" and found[2]["Estimated Value"] == "100"
+    assert "same email as line 9," in found[5]["reason"] and "same email as line 9," in found[6]["reason"]
+    assert found[6]["Email"] == " THRICE@example.com "
+    assert "same email as line 8," in found[7]["reason"] and found[7]["First Name"] == "Per\u00a0Row"
+    with session_scope(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 7
 
 
 def test_existing_lead_is_updated_contact_and_converted_lead_are_reported(db_url, bucket):

@@ -28,14 +28,14 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from hotcrm.leads import importer, loader
+    from hotcrm.leads import archive, importer, loader, staging
 
     from hotcrm.leads import reader
 
     where, url, source, processed, failed = sys.argv[1:6]
     loader.STAGE_BATCH_ROWS = 500
-    importer.PROGRESS_EVERY = 500
-    importer.TEXT_BATCH_CHARS = 10_000  # many batches, so the kill lands between two
+    staging.PROGRESS_EVERY = 500
+    staging.TEXT_BATCH_CHARS = 10_000  # many batches, so the kill lands between two
     reader.BLOCK_CHARS = 4_096
 
     def die():
@@ -52,7 +52,7 @@ CHILD = textwrap.dedent(
         loader.merge = merge
         loader.Stager.check_direct = check_direct
     if where == "before_move":
-        importer._move = lambda *args: die()
+        archive.move = lambda *args: die()
 
     def progress(message):
         print(message, flush=True)

@@ -14,8 +14,9 @@ import pytest
 from hotcrm.leads import loader, numbers, rules
 from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _scan, cells_from_rows, parse_text
 from hotcrm.leads.columnar import cells_json as _cells_json
-from hotcrm.leads.importer import _EmailKeys, _stage_plan, _stage_row
+from hotcrm.leads.keys import EmailKeys
 from hotcrm.leads.reader import HeaderMap
+from hotcrm.leads.staging import stage_plan, stage_row
 
 # Cells per field: plain ones, and every kind the per-row rules must decide.
 CELLS = {
@@ -101,8 +102,8 @@ def staged_by_rows(columns: dict[str, int], width: int, cells: list[str], **opti
     clean, errors = normalize(cells)
     if errors:
         return None
-    plan = _stage_plan(HeaderMap([f"c{i}" for i in range(width)], dict(columns), [], []))
-    return _stage_row(7, clean, plan, cells)
+    plan = stage_plan(HeaderMap([f"c{i}" for i in range(width)], dict(columns), [], []))
+    return stage_row(7, clean, plan, cells)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -212,28 +213,23 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
     assert sorted([*parsed.offsets.tolist(), *(o for o, _ in parsed.others)]) == list(range(len(physical)))
 
 
-def test_email_keys_say_whether_every_hash_is_new():
+def test_email_keys_flag_each_repeat_and_keep_the_first_line_of_each_hash():
     rnd = random.Random(11)
     for _ in range(60):
-        keys, model, seen_all_new = _EmailKeys(), set(), True
-        keys.BATCH = rnd.choice([1, 3, 4_096])
+        keys, first_line, line = EmailKeys(), {}, 0
         for _ in range(rnd.randint(1, 40)):
-            if rnd.random() < 0.5:
-                key = rnd.randint(0, 300)
-                keys.add(key)  # checked in batches
-                seen_all_new &= key not in model
-                model.add(key)
-            else:
-                batch = [rnd.randint(0, 300) for _ in range(rnd.randint(0, 8))]
-                new = len(set(batch)) == len(batch) and not (set(batch) & model)
-                assert keys.add_many(np.array(batch, dtype=np.int64)) == new
-                seen_all_new &= new
-                model |= set(batch)
-            if rnd.random() < 0.2:
-                keys.flush()
-                assert keys.distinct == seen_all_new
-        keys.flush()
-        assert keys.distinct == seen_all_new and not keys.pending
+            batch = [rnd.randint(0, 300) for _ in range(rnd.randint(0, 8))]
+            lines = list(range(line, line + len(batch)))
+            line += len(batch)
+            expected = []
+            for key, number in zip(batch, lines, strict=True):
+                expected.append(key in first_line)
+                first_line.setdefault(key, number)
+            repeat = keys.repeats(np.array(batch, dtype=np.int64), np.array(lines, dtype=np.int64))
+            assert repeat.tolist() == expected
+            assert keys.distinct == (len(first_line) == line)
+            known = np.array(sorted(first_line), dtype=np.int64)
+            assert keys.line_of(known).tolist() == [first_line[k] for k in known.tolist()]
 
 
 def test_direct_load_ids_are_the_prefix_and_eight_hex_digits():

@@ -257,6 +257,35 @@ def test_international_fast_path_agrees_for_every_calling_code():
     assert taken > 1_000 and taken_with_pattern > 20  # the fast paths were exercised, not only the fallback
 
 
+def test_national_fast_path_agrees_for_every_region():
+    """Random national numbers for each region phonenumbers knows, written as people do: with
+    the national prefix or not, the international dialling prefix or the calling code in
+    front (left to phonenumbers), grouped."""
+    from phonenumbers import SUPPORTED_REGIONS
+
+    rnd = random.Random(17)
+    taken = 0
+    for region in sorted(SUPPORTED_REGIONS):
+        plan = rules._national_plan(region)
+        prefixes = rules.international_plans()[1].get(plan[0], ((),))[0] if plan else ()
+        for _ in range(40):
+            national = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 16)))
+            head = rnd.random()
+            if prefixes and head < 0.4:
+                national = rnd.choice(prefixes) + national
+            elif plan and head < 0.5:
+                national = plan[0] + national
+            elif head < 0.6:
+                national = "00" + national
+            cut = rnd.randint(0, len(national))
+            value = rnd.choice(["{}{}", "{} {}", "({}) {}", "{}-{}", "{}.{}"]).format(national[:cut], national[cut:])
+            taken += rules._plain_national(value, region) is not None
+            assert fast_phone(value, region) == slow_phone(value, region), (value, region)
+    assert taken > 800  # the fast path was exercised, not only the fallback
+    examples = [("06 12 34 56 78", "FR"), ("030 1234567", "DE"), ("020 7946 0958", "GB"), ("06 1234 5678", "IT")]
+    assert all(rules._plain_national(value, region) == slow_phone(value, region) for value, region in examples)
+
+
 @pytest.mark.parametrize(
     ("country", "phone", "expected"),
     [
@@ -283,6 +312,22 @@ def test_national_phones_are_read_in_the_rows_country(country, phone, expected):
     assert clean["Phone"] == expected
     normalize = rules.row_normalizer([(f, i) for i, f in enumerate([*lead, "Country"])], phone_region="US")
     assert normalize([*lead.values(), country])[0]["Phone"] == expected
+
+
+def test_country_names_come_from_phonenumbers_locale_data_without_its_geocoder_tables():
+    import subprocess
+    import sys
+
+    # A fresh interpreter (tests/conftest.py puts include/ on its PYTHONPATH): reading the
+    # names leaves phonenumbers' geodata package (the geocoder's ~100 MB of tables) unloaded.
+    code = (
+        "import sys; from hotcrm.leads import rules; "
+        "assert rules.country_region('Deutschland') == 'DE' and rules.country_region('Royaume-Uni') == 'GB'; "
+        "assert 'phonenumbers.geodata' not in sys.modules, 'geodata loaded'; "
+        "from phonenumbers.geodata.locale import LOCALE_DATA; "
+        "assert rules._locale_data() == LOCALE_DATA"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_country_region_reads_codes_and_names_and_nothing_else():

@@ -238,7 +238,7 @@ class ColumnarRules:
         plain_count = int(plain_np.sum())
         empty = pa.nulls(plain_count, pa.string())
         staged = {attr: values[attr].filter(mask) if attr in values else empty for attr in self.lead_columns}
-        kept = self._raw([c.filter(mask) for c in cells], plain_count, escape_free=plain_text) if raw else empty
+        kept = self.raw_cells([c.filter(mask) for c in cells], plain_count, escape_free=plain_text) if raw else empty
         return ColumnarResult(plain_np, staged, kept, staged["email"].to_pylist())
 
     def _none(self, count: int) -> ColumnarResult:
@@ -368,7 +368,7 @@ class ColumnarRules:
         return pc.fill_null(ok, False)
 
     @staticmethod
-    def _raw(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
+    def raw_cells(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
         """Each row's cells as a JSON array (what ``json.dumps(cells, ensure_ascii=False)`` gives, compactly)."""
         if count == 0:
             return pa.array([], pa.string())

@@ -1,12 +1,14 @@
 """Bulk loading of validated leads: straight into ``leads``, or a staging table and set-based SQL.
 
-Most files bring only new, distinct emails. Those are loaded *directly*: each batch goes
-into ``leads`` as it is read (PostgreSQL: ``COPY``; SQLite: ``executemany``), from a worker
+Most files bring only new emails. Those are loaded *directly*: each batch goes into
+``leads`` as it is read (PostgreSQL: ``COPY``; SQLite: ``executemany``), from a worker
 thread so the database works while the next batch is read, with Ids made of the import's
-prefix and a counter (each batch numbered in email order). A direct load holds only while that is the right result: an
-email already in the CRM (the unique index refuses it), one that belongs to a Contact, or
-one seen twice in the file abandons it (:class:`DirectLoadAbandoned`); the caller rolls it
-back and loads the file *staged*.
+prefix and a counter (each batch numbered in email order). A line whose email the file has
+had before is *staged* instead (see below), and :func:`merge` with ``direct_prefix`` settles
+each repeated email: the last line wins, over the directly loaded one too. A direct load
+holds only while that is the right result: an email already in the CRM (the unique index
+refuses it) or one that belongs to a Contact abandons it (:class:`DirectLoadAbandoned`); the
+caller rolls it back and stages the whole file.
 
 Staged, valid rows go into a temporary staging table, and :func:`merge` then works out,
 in SQL, the in-file duplicates (the later line wins), the emails that belong to a Contact
@@ -52,6 +54,9 @@ LEAD_COLUMNS = (
     "owner_id",
 )
 STAGE_COLUMNS = ("line", *LEAD_COLUMNS, "raw")
+# A directly loaded line whose email the file repeats: staged as (line, email, original cells,
+# direct=1) so that the merge weighs it against the staged lines (see Stager.add_direct_lines).
+DIRECT_LINE_COLUMNS = ("line", "email", "raw", "direct")
 # The columns a direct load writes into ``leads``.
 DIRECT_COLUMNS = ("id", *LEAD_COLUMNS, "created_date", "last_modified_date")
 ISSUE_COLUMNS = ("file_id", "line_number", "kind", "reason", "email", "raw")
@@ -78,15 +83,17 @@ class MergeCounts:
     updated: int
     duplicates: int
     matched_elsewhere: int
+    replaced: int = 0  # directly loaded Leads a later line of their email replaced (deleted, re-inserted)
 
 
 class Stager:
     """Sends valid rows, and rejected rows' issues, in batches; create with :func:`open_stage`.
 
-    Rows go to the staging table, or with ``direct`` straight into ``leads``. Batches keep
-    memory flat. They go out from one worker thread, in order, while the caller reads on
-    (at most two batches wait; the database driver lets the thread run while the database
-    works); :meth:`sync` waits for them and re-raises the first failure. The caller must not
+    Rows go to the staging table, or with ``direct`` straight into ``leads`` but for those
+    sent with ``staged=True`` (repeats of an earlier line's email). Batches keep memory flat.
+    They go out from one worker thread, in order, while the caller reads on (at most two
+    batches wait; the database driver lets the thread run while the database works);
+    :meth:`sync` waits for them and re-raises the first failure. The caller must not
     use the connection until :meth:`close`.
     """
 
@@ -106,70 +113,85 @@ class Stager:
         self.now = now or datetime.now().astimezone()
         self.prefix = id_prefix(self.now)
         self.defaults = defaults
-        self.rows = 0
+        self.rows = 0  # rows written (into leads or the staging table)
+        self.staged = 0  # of those, rows sent to the staging table by a direct load
         self._numbered = 0
         self._batch: list[Sequence[Any]] = []
+        self._staged_batch: list[Sequence[Any]] = []
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="lead-stage")
         self._prepare = ThreadPoolExecutor(1, thread_name_prefix="lead-stage-prepare")
         self._pending: deque[Future] = deque()
         self._lock = threading.Lock()
 
-    @property
-    def target(self) -> str:
-        """The table rows go into."""
-        return "leads" if self.direct else STAGE
-
-    def add(self, row: Sequence[Any]) -> None:
-        """Stage one row (a sequence in :data:`STAGE_COLUMNS` order)."""
-        self._batch.append(row)
-        if len(self._batch) >= self.batch_size:
+    def add(self, row: Sequence[Any], *, staged: bool = False) -> None:
+        """Stage one row (a sequence in :data:`STAGE_COLUMNS` order); ``staged``: into the
+        staging table even in a direct load."""
+        if self.direct and staged:
+            self.staged += 1
+            self._staged_batch.append(row)
+        else:
+            self._batch.append(row)
+        if len(self._batch) + len(self._staged_batch) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
         """Send the buffered rows."""
         if self._batch:
             batch, self._batch = self._batch, []
-            self._submit(self._send_rows, batch)
+            self._submit(self._send_rows, batch, self.direct)
+        if self._staged_batch:
+            batch, self._staged_batch = self._staged_batch, []
+            self._submit(self._send_rows, batch, False)
 
-    def add_columns(self, columns: Sequence[Any], *, backslash_free: bool = False) -> None:
+    def add_columns(self, columns: Sequence[Any], *, backslash_free: bool = False, staged: bool = False) -> None:
         """Stage rows given column-wise: Arrow arrays in :data:`STAGE_COLUMNS` order, sent at once.
 
         The batch is made ready (sorted, numbered, written for ``COPY``: Arrow, no Python per
         row) in a second thread, ahead of the one that sends it, so neither the caller nor the
         database waits for it. ``backslash_free``: no value holds a backslash (PostgreSQL's text
-        format may then do).
+        format may then do). ``staged``: into the staging table even in a direct load.
         """
         import pyarrow as pa
 
         table = pa.table(list(columns), names=list(STAGE_COLUMNS))
         if not table.num_rows:
             return
-        ready = self._prepare.submit(self._ready, table, backslash_free)
+        direct = self.direct and not staged
+        if self.direct and staged:
+            self.staged += table.num_rows
+        ready = self._prepare.submit(self._ready, table, backslash_free, direct)
         self._submit(self._send_ready, ready)
 
-    def _ready(self, table: Any, backslash_free: bool) -> tuple:
+    def add_direct_lines(self, rows: list[tuple[int, str, str]]) -> None:
+        """Stage directly loaded lines (line, email, original cells as JSON) whose emails later
+        lines repeat, for :func:`merge` to weigh against them."""
+        if rows:
+            self._submit(self._insert, STAGE, DIRECT_LINE_COLUMNS, [(*row, 1) for row in rows])
+
+    def _ready(self, table: Any, backslash_free: bool, direct: bool) -> tuple:
         """(send function, its arguments) for a batch."""
-        if self.direct:
+        if direct:
             table = self._direct_table(table)
+        target = "leads" if direct else STAGE
         # A column without a value in the batch is left out: it gets its default, NULL, all the same.
         table = table.select([n for n in table.column_names if table.column(n).null_count < table.num_rows])
         if not self.postgresql:
-            return self._insert_table, (table,)
+            return self._insert_table, (target, table)
         # (The staged rows' original cells are JSON, full of quotes: those always go as CSV.)
         text_ok = backslash_free and "raw" not in table.column_names
-        return self._copy, (table.column_names, *_copy_payload(table, text_ok), table.num_rows)
+        return self._copy, (target, table.column_names, *_copy_payload(table, text_ok), table.num_rows)
 
     @staticmethod
     def _send_ready(ready: Future) -> None:
         send, args = ready.result()
         send(*args)
 
-    def _insert_table(self, table: Any) -> None:
+    def _insert_table(self, target: str, table: Any) -> None:
         # Python values for a slice at a time: the batch waits in the queue as compact Arrow data.
         for start in range(0, table.num_rows, SQLITE_SLICE_ROWS):
             part = table.slice(start, SQLITE_SLICE_ROWS)
             rows = list(zip(*(column.to_pylist() for column in part.columns), strict=True))
-            self._insert(self.target, table.column_names, rows)
+            self._insert(target, table.column_names, rows)
             self._count(len(rows))
 
     def _direct_table(self, table: Any) -> Any:
@@ -200,9 +222,9 @@ class Stager:
         process = stamp.dialect_impl(self.conn.dialect).bind_processor(self.conn.dialect)
         return process(self.now) if process else self.now
 
-    def _copy(self, names: Sequence[str], options: str, payload: Any, rows: int) -> None:
+    def _copy(self, target: str, names: Sequence[str], options: str, payload: Any, rows: int) -> None:
         cursor = self.conn.connection.dbapi_connection.cursor()
-        with cursor.copy(f"COPY {self.target} ({', '.join(names)}) FROM STDIN WITH ({options})") as copy:
+        with cursor.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN WITH ({options})") as copy:
             copy.write(payload)
         self._count(rows)
 
@@ -211,8 +233,8 @@ class Stager:
         if issues:
             self._submit(self._send_issues, issues)
 
-    def _send_rows(self, batch: list[Sequence[Any]]) -> None:
-        if self.direct:
+    def _send_rows(self, batch: list[Sequence[Any]], direct: bool) -> None:
+        if direct:
             now, (source, status) = self._stamp(), self.defaults
             batch = sorted(batch, key=lambda row: row[1] or "")
             first = self._number(len(batch))[0]
@@ -220,10 +242,10 @@ class Stager:
                 (f"{self.prefix}{number:08x}", *row[1:12], row[12] or source, row[13] or status, *row[14:16], now, now)
                 for number, row in enumerate(batch, int(first))
             ]
-            columns = DIRECT_COLUMNS
+            columns, target = DIRECT_COLUMNS, "leads"
         else:
-            columns = STAGE_COLUMNS
-        self._insert(self.target, columns, batch)
+            columns, target = STAGE_COLUMNS, STAGE
+        self._insert(target, columns, batch)
         self._count(len(batch))
 
     def _send_issues(self, issues: list[dict[str, Any]]) -> None:
@@ -348,11 +370,16 @@ def open_stage(
     stager = Stager(conn, batch_size, direct=direct, now=now, defaults=defaults)
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
-    if not direct:
-        lead_cols = ", ".join(f"{c} TEXT" for c in LEAD_COLUMNS)
-        on_commit = " ON COMMIT DROP" if stager.postgresql else ""
-        conn.exec_driver_sql(f"CREATE TEMP TABLE {STAGE} (line INTEGER, {lead_cols}, raw TEXT){on_commit}")
+    # (A direct load stages the lines that repeat an earlier line's email.)
+    lead_cols = ", ".join(f"{c} TEXT" for c in LEAD_COLUMNS)
+    on_commit = " ON COMMIT DROP" if stager.postgresql else ""
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {STAGE} (line INTEGER, {lead_cols}, raw TEXT, direct INTEGER){on_commit}")
     return stager
+
+
+def drop_stage(conn: Connection) -> None:
+    """Drop the staging table (a direct load that staged nothing has no merge to do it)."""
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
 
 
 def id_prefix(now: datetime) -> str:
@@ -386,16 +413,33 @@ def merge(
     *,
     emails_unique: bool = False,
     defaults: tuple[str, str] = DEFAULTS,
+    direct_prefix: str | None = None,
 ) -> MergeCounts:
     """Turn the staged rows into Leads and issues; returns the counts. Runs in ``conn``'s transaction.
 
     ``emails_unique`` (the caller knows no email is staged twice) skips the duplicate pass;
     ``defaults`` are the LeadSource and Status of a new Lead whose cells were empty.
+    ``direct_prefix``: the Id prefix of a direct load that staged its repeated lines, and the
+    directly loaded lines of their emails (:meth:`Stager.add_direct_lines`): where a staged
+    line is the last of its email, the directly loaded Lead is replaced by it (deleted, and the
+    winner inserted as a new Lead would be: the file's values, not merged with the earlier line's).
     """
     pg = conn.dialect.name == "postgresql"
     if not pg:  # SQLite's joins need the index; PostgreSQL hash-joins faster than it builds one
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {STAGE}_email ON {STAGE} (email)")
-    winners, duplicates = STAGE, 0
+    winners, duplicates, replaced = STAGE, 0, 0
+    bounds = {}
+    if direct_prefix is not None:
+        bounds = {"low": direct_prefix + "00000000", "high": direct_prefix + "ffffffff"}
+        # A direct line was staged because a later line's email hash matched its: it counts
+        # only when the Lead loaded from it has that very email (equal hashes, other emails).
+        conn.execute(
+            text(
+                f"DELETE FROM {STAGE} WHERE direct = 1 AND NOT EXISTS (SELECT 1 FROM leads l "
+                f"WHERE l.email = {STAGE}.email AND l.id >= :low AND l.id <= :high)"
+            ),
+            bounds,
+        )
     if not emails_unique:
         # The last line of each email wins; earlier lines are duplicates, reported and taken out
         # of the staging table, which then holds the winners. Only the (few) repeated emails are
@@ -417,12 +461,24 @@ def merge(
             ),
             {"file_id": file_id},
         ).rowcount
+        if duplicates and direct_prefix is not None:
+            # Directly loaded Leads that a later line replaces: the winner is inserted below.
+            replaced = conn.execute(
+                text(
+                    "DELETE FROM leads WHERE id >= :low AND id <= :high AND email IN ("
+                    f"SELECT s.email FROM {STAGE} s JOIN {REPEATS} r ON r.email = s.email "
+                    "WHERE s.direct = 1 AND s.line <> r.line)"
+                ),
+                bounds,
+            ).rowcount
         if duplicates:
             # (A staged line is one record's: the repeats' lines are their emails' winners.)
             conn.exec_driver_sql(
                 f"DELETE FROM {STAGE} WHERE email IN (SELECT email FROM {REPEATS}) "
                 f"AND line NOT IN (SELECT line FROM {REPEATS})"
             )
+    if direct_prefix is not None:  # directly loaded lines that won: loaded already
+        conn.exec_driver_sql(f"DELETE FROM {STAGE} WHERE direct = 1")
     # Emails that belong to a Contact or a converted Lead are reported, not created (see rules.match_existing).
     raw_w = "w.raw::json" if pg else "w.raw"
     matched = conn.execute(
@@ -476,4 +532,6 @@ def merge(
     ).rowcount
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATS}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
-    return MergeCounts(inserted=inserted, updated=updated, duplicates=duplicates, matched_elsewhere=matched)
+    return MergeCounts(
+        inserted=inserted, updated=updated, duplicates=duplicates, matched_elsewhere=matched, replaced=replaced
+    )

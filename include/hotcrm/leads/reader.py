@@ -18,18 +18,18 @@ import codecs
 import csv
 import hashlib
 import io
-import json
+import itertools
 import os
 import re
 import shutil
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotcrm.settings import CONFIG_DIR
+from hotcrm.settings import CONFIG_DIR, read_json_file
 
 MAPPING_PATH = CONFIG_DIR / "lead_mapping.json"
 CHUNK = 1 << 20
@@ -123,7 +123,7 @@ codecs.register_error("hotcrm-cp1252-fallback", _cp1252_fallback)
 def _open_regular(source: Any):
     """``source`` opened for reading; a local path is opened without following a symbolic link
     and must be a regular file (a FIFO would block, a device never end)."""
-    local = _local_file(source)
+    local = local_file(source)
     if local is None:
         return source.open("rb")
     try:
@@ -139,7 +139,8 @@ def _open_regular(source: Any):
     return os.fdopen(fd, "rb")
 
 
-def _local_file(source: Any) -> Path | None:
+def local_file(source: Any) -> Path | None:
+    """The local file behind ``source`` (a ``Path`` or a ``file://`` ObjectStoragePath), else None."""
     if isinstance(source, Path):
         return source
     if getattr(source, "protocol", None) in ("file", "local"):
@@ -406,10 +407,7 @@ class Mapping:
     @classmethod
     def load(cls, path: Path = MAPPING_PATH) -> Mapping:
         """Read and check a mapping file; errors name the file and the entry."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read the lead mapping ({exc})") from exc
+        data = read_json_file(path, "lead mapping")
         fields = data.get("fields")
         if not isinstance(fields, dict) or not all(
             isinstance(v, list) and all(isinstance(a, str) for a in v) for v in fields.values()
@@ -744,6 +742,27 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
                 yield Record(number, row)
             else:
                 yield Record(number, row, ragged(len(row), width))
+
+
+def cells_at(text: io.TextIOBase, delimiter: str, wanted: Iterable[int]) -> dict[int, list[str]]:
+    """The cells of the well-formed records that start on the ``wanted`` physical lines (as
+    :func:`iter_blocks` numbers them), read again from ``text`` at its start: one pass over the
+    lines, the csv module only where a wanted record starts."""
+    found: dict[int, list[str]] = {}
+    number = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal number
+        for line in text:
+            number += 1
+            yield line
+
+    source = counted()
+    reader = csv.reader(source, delimiter=delimiter, strict=False)
+    for line in sorted(set(wanted)):
+        deque(itertools.islice(source, line - number - 1), maxlen=0)  # the lines before it
+        found[line] = next(reader)
+    return found
 
 
 def ragged(fields: int, width: int) -> str:

@@ -64,6 +64,8 @@ _NANP_REGIONS = ("US", "CA")
 _NON_DIGITS = re.compile(r"[^0-9]")
 # An international number (a leading +) written with digits, spaces, dots, dashes and parentheses only.
 _INTL_CHARS = re.compile(r"\+[0-9 ().-]+")
+# A national number written the same way (no leading +).
+_NATIONAL_CHARS = re.compile(r"[0-9 ().-]+")
 
 
 @dataclass(frozen=True)
@@ -196,14 +198,55 @@ def _plain_international(value: str) -> str | None:
     return "+" + code + national
 
 
+@functools.cache
+def _national_plan(region: str) -> tuple[str, re.Pattern[str] | None] | None:
+    """For a region that is its calling code's main region (its metadata is the code's) and
+    whose code :func:`international_plans` covers: (the code, the region's international
+    dialling prefix as a pattern); else None."""
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not metadata.country_code or region_code_for_country_code(metadata.country_code) != region:
+        return None
+    code = str(metadata.country_code)
+    if code not in international_plans()[1]:
+        return None
+    return code, (re.compile(metadata.international_prefix) if metadata.international_prefix else None)
+
+
+def _plain_national(value: str, region: str) -> str | None:
+    """The E.164 form of a plainly written national number of ``region`` (``06 12 34 56 78``
+    in FR), else None (use phonenumbers). phonenumbers reads a national number as it reads
+    ``+<the region's code><the digits>`` (the national prefix stripped the same way), unless
+    the digits start with the region's international dialling prefix or its calling code (it
+    may then read them as an international number): those are left to it."""
+    if not _NATIONAL_CHARS.fullmatch(value):
+        return None
+    plan = _national_plan(region)
+    if plan is None:
+        return None
+    code, international_prefix = plan
+    digits = _NON_DIGITS.sub("", value)
+    if digits.startswith(code) or (international_prefix is not None and international_prefix.match(digits)):
+        return None
+    return _plain_international(f"+{code}{digits}")
+
+
+@functools.cache
+def _code_metadata(code: str) -> Any:
+    """phonenumbers' metadata for a calling code (its main region's)."""
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+
+    return PhoneMetadata.metadata_for_region_or_calling_code(int(code), region_code_for_country_code(int(code)))
+
+
 def _strip_national_prefix(code: str, national: str, prefixes: tuple[str, ...]) -> str | None:
     """The national significant number phonenumbers makes of ``national`` (which starts with
     one of the code's literal national prefixes), with its own pattern and length checks; None
     when the code's metadata transforms the prefix (left to phonenumbers)."""
-    from phonenumbers import PhoneMetadata, region_code_for_country_code
     from phonenumbers.phonenumberutil import ValidationResult, _match_national_number, _test_number_length
 
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), region_code_for_country_code(int(code)))
+    metadata = _code_metadata(code)
     if metadata is None or metadata.national_prefix_transform_rule:
         return None
     prefix = next(p for p in prefixes if national.startswith(p))  # the alternation's first match
@@ -232,14 +275,32 @@ _COUNTRY_ALIASES = {
 }
 
 
+def _locale_data() -> dict[str, dict[str, str]]:
+    """phonenumbers' ``geodata.locale.LOCALE_DATA`` (region -> language -> country name), read
+    from its module file alone: importing it as ``phonenumbers.geodata.locale`` first runs the
+    ``geodata`` package, the geocoder's tables (~100 MB of memory and ~0.8 s per process, none
+    of it needed here)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(phonenumbers.__file__).parent / "geodata" / "locale.py"
+    spec = importlib.util.spec_from_file_location("_hotcrm_phonenumbers_locale", path)
+    if spec is None or spec.loader is None:  # another layout: the plain import
+        from phonenumbers.geodata.locale import LOCALE_DATA
+
+        return LOCALE_DATA
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "phonenumbers.geodata"  # its "from ..util import u" resolves without running geodata
+    spec.loader.exec_module(module)
+    return module.LOCALE_DATA
+
+
 @functools.cache
 def _country_names() -> dict[str, str]:
     """Lower-cased country name -> region code, from phonenumbers' locale data (every language
     it has, so native names such as "Deutschland" too); a name two regions share is left out."""
-    from phonenumbers.geodata.locale import LOCALE_DATA
-
     found: dict[str, set[str]] = {}
-    for region, names in LOCALE_DATA.items():
+    for region, names in _locale_data().items():
         if region not in phonenumbers.SUPPORTED_REGIONS:
             continue
         for name in names.values():
@@ -279,8 +340,8 @@ def normalize_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     American and international numbers take fast paths that give what phonenumbers gives.
     """
     plain = _plain_nanp(value, region)
-    if plain is None and value[:1] == "+":
-        plain = _plain_international(value)
+    if plain is None:
+        plain = _plain_international(value) if value[:1] == "+" else _plain_national(value, region)
     if plain is not None:
         return plain
     try:
