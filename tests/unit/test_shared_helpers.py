@@ -65,11 +65,11 @@ def test_formula_cells_become_text(value, expected):
 
 def test_the_export_and_the_rejects_file_share_the_escaper():
     from hotcrm.exports import writers
-    from hotcrm.leads import importer
+    from hotcrm.leads import reports
 
     assert writers.neutralize_cell is spreadsheet.neutralize
     assert writers.csv_cell("=HYPERLINK()") == "'=HYPERLINK()" and writers.csv_cell(-5) == "-5"
-    assert importer._FORMULA_START is spreadsheet.FORMULA_PREFIXES
+    assert reports.neutralize is spreadsheet.neutralize
 
 
 # --- JSON config loader ------------------------------------------------------------------
