@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from sqlalchemy import select
 
-from hotcrm.airflow.salesforce import HotCrmSalesforceSyncOperator
+from hotcrm.airflow.operators import HotCrmSalesforceSyncOperator
 from hotcrm.airflow.triggers import SalesforceBulkJobTrigger
 from hotcrm.crm import seed
 from hotcrm.crm.db import session_scope
