@@ -691,6 +691,7 @@ class HotCrmDataQualityOperator(_BucketMixin, HotCrmBaseOperator):
         params = _literal(self.suite_params) or {}
         if not isinstance(params, dict):
             raise PermanentError(f"suite_params={self.suite_params!r}: expected a mapping of placeholder to value")
+        params = {**suite.get("params", {}), **params}  # the suite file's defaults, then the operator's
 
         def fill(value: Any, where: str) -> Any:
             if isinstance(value, str) and value.startswith("$"):
