@@ -639,7 +639,8 @@ class HotCrmDataQualityOperator(_BucketMixin, HotCrmBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        given = [name for name, value in (("file_path", file_path), ("sql", sql), ("dataframe", dataframe)) if value]
+        sources = (("file_path", file_path), ("sql", sql), ("dataframe", dataframe))
+        given = [name for name, value in sources if value is not None and not (isinstance(value, str) and not value)]
         if len(given) != 1:
             # A DAG author's mistake: fail the parse, where they see it at once.
             raise ValueError(
@@ -720,7 +721,7 @@ class HotCrmDataQualityOperator(_BucketMixin, HotCrmBaseOperator):
             df = self.dataframe() if callable(self.dataframe) else self.dataframe
             if not isinstance(df, pd.DataFrame):
                 raise PermanentError(
-                    f"dataframe: expected a pandas DataFrame (or a callable returning one), got {df!r}"
+                    f"dataframe: expected a pandas DataFrame (or a callable returning one), got {type(df).__name__}"
                 )
             return df, "dataframe"
         if as_text(self.sql):
