@@ -2,9 +2,9 @@
 
 Each hook carries the class attributes of a provider hook (``conn_name_attr``,
 ``default_conn_name``, ``conn_type``, ``hook_name``) and declares its connection form once, as
-data (:attr:`ConnectionForm.conn_fields`, :attr:`ConnectionForm.field_behaviour`, in the
-``provider.yaml`` format). Airflow 3.2+ reads that declaration from
-:func:`hotcrm.airflow.provider.get_provider_info` without importing the hook; older Airflow
+data (:mod:`hotcrm.airflow.connection_forms`, in the ``provider.yaml`` format). Airflow 3.2+
+reads that declaration from :func:`hotcrm.airflow.provider.get_provider_info` without
+importing the hook; older Airflow
 versions (and anyone who asks) get the same form from ``get_connection_form_widgets`` /
 ``get_ui_field_behaviour``, which import flask_appbuilder and wtforms only when called.
 """
@@ -18,26 +18,10 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import URL
 
+from hotcrm.airflow import connection_forms as forms
 from hotcrm.settings import default_database_url
 
 log = logging.getLogger(__name__)
-
-
-def _text(label: str, description: str | None = None, *, secret: bool = False, **schema: Any) -> dict[str, Any]:
-    """One ``conn-fields`` entry: an optional text (or password) field."""
-    field: dict[str, Any] = {"label": label, "schema": {"type": ["string", "null"], **schema}}
-    if secret:
-        field["schema"]["format"] = "password"
-    if description:
-        field["description"] = description
-    return field
-
-
-def _number(label: str, description: str | None = None, *, integer: bool = True, **schema: Any) -> dict[str, Any]:
-    field: dict[str, Any] = {"label": label, "schema": {"type": ["integer" if integer else "number", "null"], **schema}}
-    if description:
-        field["description"] = description
-    return field
 
 
 class ConnectionForm:
@@ -79,20 +63,6 @@ class ConnectionForm:
             "placeholders": dict(behaviour.get("placeholders", {})),
         }
 
-    @classmethod
-    def connection_type_info(cls) -> dict[str, Any]:
-        """This hook's ``connection-types`` entry of the provider info."""
-        info: dict[str, Any] = {
-            "hook-class-name": f"{cls.__module__}.{cls.__qualname__}",
-            "hook-name": cls.hook_name,  # type: ignore[attr-defined]
-            "connection-type": cls.conn_type,
-        }
-        if cls.conn_fields:
-            info["conn-fields"] = cls.conn_fields
-        if cls.field_behaviour:
-            info["ui-field-behaviour"] = cls.field_behaviour
-        return info
-
 
 def strip_extra_prefix(extra: dict[str, Any] | None, *conn_types: str) -> dict[str, Any]:
     """A connection's extra with the old form's ``extra__<conn_type>__`` prefixes removed (and empty
@@ -121,21 +91,8 @@ class HotCrmDatabaseHook(ConnectionForm, BaseHook):
     default_conn_name = "hotcrm_db"
     conn_type = "hotcrm_db"
     hook_name = "HotCRM database"
-    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
-        "backend": _text(
-            "Backend",
-            "postgresql (host, port, login, password, database) or sqlite (the database file's path as host)",
-            enum=["postgresql", "sqlite", None],
-            default="postgresql",
-        ),
-        "sslmode": _text("SSL mode (PostgreSQL)", "libpq's sslmode, e.g. require or verify-full"),
-        "application_name": _text("Application name (PostgreSQL)"),
-    }
-    field_behaviour: ClassVar[dict[str, Any]] = {
-        "hidden-fields": ["extra"],
-        "relabeling": {"schema": "Database", "host": "Host (PostgreSQL) or database file path (SQLite)"},
-        "placeholders": {"host": "db.internal or /srv/hotcrm/hotcrm.db", "port": "5432", "schema": "hotcrm"},
-    }
+    conn_fields = forms.DATABASE_FIELDS
+    field_behaviour = forms.DATABASE_BEHAVIOUR
 
     def __init__(self, hotcrm_db_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -225,27 +182,8 @@ class HotCrmWebhookSourceHook(ConnectionForm, BaseHook):
     default_conn_name = "hotcrm_webhook_payment"
     conn_type = "hotcrm_webhook"
     hook_name = "HotCRM webhook source"
-    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
-        "scheme": _text(
-            "Signature scheme",
-            "hmac-sha256 (header with the body's HMAC), standard-webhooks or stripe",
-            enum=["hmac-sha256", "standard-webhooks", "stripe", None],
-            default="hmac-sha256",
-        ),
-        "secrets": _text("More secrets", "older secrets still accepted while you rotate, space-separated", secret=True),
-        "tolerance_seconds": _number("Timestamp tolerance (s)", "how old a signed timestamp may be", default=300),
-        "max_body_bytes": _number("Body limit (bytes)", "larger deliveries get HTTP 413", default=262144),
-        "read_timeout_seconds": _number("Body read timeout (s)", default=10),
-        "header": _text("Signature header (hmac-sha256)", default="X-Payment-Signature"),
-        "event_id_path": _text("Event id path", "dotted path in the JSON body, or header:<name>"),
-        "event_type_path": _text("Event type path", "dotted path in the JSON body (default: type, else event)"),
-        "event_time_path": _text("Event time path", "dotted path in the JSON body (default: created, else timestamp)"),
-        "payment_path": _text("Payment reference path", default="data.object.metadata.transaction_id"),
-    }
-    field_behaviour: ClassVar[dict[str, Any]] = {
-        "hidden-fields": ["host", "schema", "login", "port", "extra"],
-        "relabeling": {"password": "Secret (newest first; several space-separated)"},
-    }
+    conn_fields = forms.WEBHOOK_FIELDS
+    field_behaviour = forms.WEBHOOK_BEHAVIOUR
 
     def __init__(self, webhook_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)

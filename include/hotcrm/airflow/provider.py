@@ -2,8 +2,8 @@
 entry point (``pyproject.toml``), so ``airflow providers list`` shows it and the UI's connection
 form knows its connection types and their fields.
 
-Only the hooks' class attributes are read here (the forms are declared as data on the hooks):
-Airflow calls this in every component, so it must stay cheap.
+Only :mod:`hotcrm.airflow.connection_forms` is read here (the forms as data, no Airflow import):
+Airflow calls this in every component while configuring itself, so it must stay cheap.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ def _version() -> str:
 
 def get_provider_info() -> dict[str, Any]:
     """The provider info, in the format of Airflow's ``provider_info.schema.json``."""
-    from hotcrm.airflow.hooks import HotCrmDatabaseHook, HotCrmWebhookSourceHook
-    from hotcrm.airflow.salesforce import HotCrmSalesforceHook
+    # Only the forms' data: Airflow calls this while it configures itself, before airflow.sdk
+    # can be imported (importing a hook here would be a circular import).
+    from hotcrm.airflow.connection_forms import CONNECTION_TYPES, connection_type_info
 
     return {
         "package-name": PACKAGE_NAME,
@@ -48,7 +49,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "triggers": [{"integration-name": "HotCRM", "python-modules": ["hotcrm.airflow.triggers"]}],
         # The bucket hook is left out: its connection is of the Amazon provider's type "aws".
-        "connection-types": [
-            hook.connection_type_info() for hook in (HotCrmDatabaseHook, HotCrmSalesforceHook, HotCrmWebhookSourceHook)
-        ],
+        "connection-types": [connection_type_info(conn_type) for conn_type in CONNECTION_TYPES],
     }

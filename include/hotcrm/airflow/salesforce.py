@@ -26,16 +26,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.sdk import BaseHook
 
-from hotcrm.airflow.hooks import ConnectionForm, _number, _text, strip_extra_prefix
+from hotcrm.airflow import connection_forms as forms
+from hotcrm.airflow.connection_forms import AUTH_TYPES
+from hotcrm.airflow.hooks import ConnectionForm, strip_extra_prefix
 from hotcrm.settings import secret
 
 log = logging.getLogger(__name__)
 
-AUTH_TYPES = ("password", "client_credentials", "jwt_bearer", "session", "refresh_token")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_DEFERRALS = 4
 
@@ -56,38 +57,8 @@ class HotCrmSalesforceHook(ConnectionForm, BaseHook):
     default_conn_name = "salesforce_default"
     conn_type = "hotcrm_salesforce"
     hook_name = "HotCRM Salesforce"
-    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
-        "auth_type": _text(
-            "Auth type",
-            "the login flow (see the README's Salesforce section)",
-            enum=[*AUTH_TYPES, None],
-            default="password",
-        ),  # fmt: skip
-        "token_url": _text("Token URL", "OAuth 2.0 token endpoint, when not login/test.salesforce.com"),
-        "domain": _text("Domain", "login, test or the org's My Domain (e.g. acme.my)"),
-        "version": _text("API version", "REST API version, e.g. 62.0"),
-        "api_budget_share": _number(
-            "API budget share",
-            "stop sending past this share of the daily API limit",
-            integer=False,
-            minimum=0,
-            maximum=1,
-            default=0.9,
-        ),  # fmt: skip
-        "consumer_key": _text("Consumer key"),
-        "consumer_secret": _text("Consumer secret", secret=True),
-        "security_token": _text("Security token", secret=True),
-        "private_key": _text("Private key (jwt_bearer)", secret=True),
-        "private_key_file_path": _text("Private key file path (jwt_bearer)"),
-        "audience": _text("JWT audience (jwt_bearer)"),
-        "instance_url": _text("Instance URL (session)"),
-        "ca_bundle": _text("CA bundle", "PEM file to verify the server with"),
-        "token_encryption_key": _text("Refresh token key (refresh_token)", secret=True),
-    }
-    field_behaviour: ClassVar[dict[str, Any]] = {
-        "hidden-fields": ["schema", "port", "host", "extra"],
-        "relabeling": {"login": "Username", "password": "Password (or access / refresh token)"},
-    }
+    conn_fields = forms.SALESFORCE_FIELDS
+    field_behaviour = forms.SALESFORCE_BEHAVIOUR
 
     def __init__(self, salesforce_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
