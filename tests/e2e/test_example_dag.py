@@ -4,6 +4,7 @@ SQLite and PostgreSQL."""
 
 import csv
 import io
+import json
 
 import pytest
 from sqlalchemy import select
@@ -13,15 +14,21 @@ from hotcrm.crm import services
 from hotcrm.crm.db import session_scope
 from hotcrm.crm.models import Account
 from hotcrm.email.models import EmailOutbox
-from tests.conftest import PROJECT_DIR
+from tests.conftest import DAGS_FOLDER, PROJECT_DIR
 
 EXAMPLES = PROJECT_DIR / "docs" / "examples"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 @pytest.fixture(autouse=True)
-def _examples_are_the_dags_folder(monkeypatch):
-    # dag.test() serializes the DAGs of the configured bundle (the dags folder) before it runs one.
-    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(EXAMPLES))
+def _examples_are_a_dag_bundle(monkeypatch):
+    # dag.test() runs a DAG that a configured bundle holds (it serializes the bundle first):
+    # the examples become one beside the project's dags folder, as a user's folder would be.
+    bundles = [
+        {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(DAGS_FOLDER)}},
+        {"name": "hotcrm-examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLES)}},
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
 
 
 def _seed(database_url):

@@ -732,11 +732,11 @@ class HotCrmDataQualityOperator(_BucketMixin, HotCrmBaseOperator):
             with get_engine(self.db_hook.get_database_url()).connect() as connection:
                 return pd.read_sql_query(text(self.sql), connection), f"query on {self.hotcrm_db_conn_id}"
         path = self._bucket_path(as_text(self.file_path) or "")
-        return _read_table(path), str(path)
+        return _read_table(path), _url(path)
 
     def _bucket_path(self, file_path: str):
         root = self.bucket_hook.get_root()
-        root_url = str(root).rstrip("/")
+        root_url = _url(root)
         if "://" in file_path:
             if not file_path.startswith(root_url + "/"):
                 raise PermanentError(f"file_path {file_path!r} is not in the bucket {root_url}")
@@ -748,6 +748,11 @@ class HotCrmDataQualityOperator(_BucketMixin, HotCrmBaseOperator):
         if not path.is_file():
             raise PermanentError(f"file_path {file_path!r}: no such file in the bucket {root_url}")
         return path
+
+
+def _url(path: Any) -> str:
+    """A bucket path as the URL a person (and a manifest) uses: no connection id in it."""
+    return path.fs.unstrip_protocol(path.path).rstrip("/")
 
 
 def _read_table(path: Any):
