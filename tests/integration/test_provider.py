@@ -281,3 +281,14 @@ def test_airflow_lists_the_installed_provider(installed_copy, airflow_db):
     assert hooks["hotcrm_webhook"]["package_name"] == "hotcrm-pipelines"
     widgets = {w["connection_parameter_name"] for w in _airflow(installed_copy, "widgets")}
     assert {"extra__hotcrm_webhook__tolerance_seconds", "extra__hotcrm_salesforce__token_url"} <= widgets
+
+
+@pytest.mark.slow
+def test_importing_a_hook_first_is_not_circular_once_installed(installed_copy, airflow_db):
+    # Importing a hook imports airflow.sdk, whose configuration loads every provider's info,
+    # ours included, while the hook's module is half-imported: get_provider_info must not need it.
+    code = "import hotcrm.airflow.hooks, hotcrm.airflow.operators; print('imported')"
+    env = {**os.environ, "PYTHONPATH": str(installed_copy)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("imported")
