@@ -140,7 +140,8 @@ def connection_to_url(conn: Any) -> str:
         )
         return url.render_as_string(hide_password=False)
     raise ValueError(
-        f"connection {conn.conn_id!r} has type {conn.conn_type!r}; use 'hotcrm_db', 'postgres' or 'sqlite'"
+        f"connection {conn.conn_id!r} has type {conn.conn_type!r}; use 'postgres' or 'sqlite' "
+        "(or 'hotcrm_db' with its backend)"
     )
 
 
