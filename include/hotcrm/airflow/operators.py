@@ -30,7 +30,6 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from hotcrm.airflow.assets import ACCOUNTS_EXPORT_ASSET, LEADS_ASSET
 from hotcrm.airflow.hooks import HotCrmBucketHook, HotCrmDatabaseHook
 from hotcrm.airflow.salesforce import MAX_DEFERRALS, HotCrmSalesforceHook
 from hotcrm.errors import PermanentError, TransientError
@@ -204,7 +203,12 @@ class HotCrmLeadImportOperator(_BucketMixin, HotCrmBaseOperator):
         bucket_conn_id: str = HotCrmBucketHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [LEADS_ASSET])
+        if "outlets" not in kwargs:
+            # Imported here: building a hotcrm:// Asset makes Airflow load every provider's URI
+            # handlers, a cost DAG files without these operators should not pay at parse time.
+            from hotcrm.airflow.assets import LEADS_ASSET
+
+            kwargs["outlets"] = [LEADS_ASSET]
         super().__init__(**kwargs)
         self.file_name = file_name
         self.fail_on_failed_file = fail_on_failed_file
@@ -265,7 +269,10 @@ class HotCrmAccountExportOperator(_BucketMixin, HotCrmBaseOperator):
         bucket_conn_id: str = HotCrmBucketHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [ACCOUNTS_EXPORT_ASSET])
+        if "outlets" not in kwargs:
+            from hotcrm.airflow.assets import ACCOUNTS_EXPORT_ASSET  # (see HotCrmLeadImportOperator)
+
+            kwargs["outlets"] = [ACCOUNTS_EXPORT_ASSET]
         super().__init__(**kwargs)
         self.fields = fields
         self.filters = filters
@@ -274,6 +281,7 @@ class HotCrmAccountExportOperator(_BucketMixin, HotCrmBaseOperator):
         self.bucket_conn_id = bucket_conn_id
 
     def run(self, context: Any) -> dict[str, Any]:
+        from hotcrm.airflow.assets import ACCOUNTS_EXPORT_ASSET
         from hotcrm.airflow.exports import build_export_spec, export_accounts
 
         spec = build_export_spec(
