@@ -217,12 +217,12 @@ class HotCrmLeadImportOperator(_BucketMixin, HotCrmBaseOperator):
     def run(self, context: Any) -> dict[str, Any]:
         from hotcrm.airflow.leads import import_incoming_file, list_incoming, summarize_outcomes
 
+        file_name = as_text(self.file_name)
+        if file_name and ("/" in file_name or file_name.startswith(".")):
+            raise PermanentError(f"file_name {file_name!r}: give the name of a file in incoming/, not a path")
         root = self.bucket_hook.get_root()
         database_url = self.db_hook.get_database_url()
-        file_name = as_text(self.file_name)
         if file_name:
-            if "/" in file_name or file_name.startswith("."):
-                raise PermanentError(f"file_name {file_name!r}: give the name of a file in incoming/, not a path")
             # A file an earlier try already moved is answered from the ledger, so no listing here.
             return import_incoming_file(file_name, database_url, root, fail_task=self.fail_on_failed_file)
         names = list_incoming(None, root)
