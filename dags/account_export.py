@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from datetime import timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+import pendulum
+from airflow.sdk import Param, dag
 
-from hotcrm.airflow.assets import ACCOUNT_EXPORT
-from hotcrm.airflow.exports import (
-    DEFAULT_FIELDS,
-    DEFAULT_FORMAT,
-    FORMATS,
-    check_account_export,
-    publish_account_export,
-    write_account_export,
-)
+from hotcrm.airflow.exports import DEFAULT_FIELDS, DEFAULT_FORMAT, FORMATS
+from hotcrm.airflow.operators import HotCrmAccountExportOperator
 
 DAG_ID = "account_export"
 
@@ -26,28 +20,31 @@ default fields, or on demand (**Trigger DAG** with params) with your own `fields
 (`[["Industry", "=", "Retail"], ["AnnualRevenue", ">=", 1000000]]`), `format` (`json`,
 `ndjson`, `csv`) and `changed_since` (ISO timestamp, for incremental feeds).
 
-1. **write_export** validates the params (a bad field, operator or value fails here, before
+One task, **export** (`HotCrmAccountExportOperator`):
+
+1. validates the params (a bad field, operator or value fails here, without retries, before
    the database is touched, naming the entry and the allowed values) and streams the rows
-   with a server-side cursor into `exports/accounts/_tmp/` (consumers ignore `_tmp/`).
-2. **check_export** runs the `account_export` Great Expectations suite (record count equals
-   the database's count for the same filters; Ids present and unique; required fields set).
-   A failure fails the run with the reason; the file is never published.
-3. **publish_export** renames the file to `accounts_<data interval>[_<params hash>].<format>`,
-   writes `<file>.manifest.json` beside it (record count, sha256, fields, filters, data
-   interval, GX result), records an `export.completed` outbox event and updates the
-   `hotcrm_account_export` Asset. Its return value (XCom) is the manifest.
+   with a server-side cursor into `exports/accounts/_tmp/` (consumers ignore `_tmp/`);
+2. runs the `account_export` Great Expectations suite (record count equals the database's
+   count for the same filters; Ids present and unique; required fields set). A failure fails
+   the run with the reason, without retries; the file stays in `_tmp/`, never published;
+3. renames the file to `accounts_<data interval>[_<params hash>].<format>`, writes
+   `<file>.manifest.json` beside it (record count, sha256, fields, filters, data interval, GX
+   result), records an `export.completed` outbox event and updates the `hotcrm_account_export`
+   Asset. Its return value (XCom) is the manifest.
 """
 
 
 @dag(
     dag_id=DAG_ID,
     schedule="@daily",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     doc_md=DOC_MD,
     tags=["hotcrm", "export", "accounts"],
-    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    render_template_as_native_obj=True,
     params={
         "fields": Param(
             DEFAULT_FIELDS,
@@ -70,20 +67,13 @@ default fields, or on demand (**Trigger DAG** with params) with your own `fields
     },
 )
 def account_export():
-    @task(task_id="write_export")
-    def write_export() -> dict:
-        return write_account_export(get_current_context())
-
-    @task(task_id="check_export")
-    def check_export(written: dict) -> dict:
-        return check_account_export(written)
-
-    @task(task_id="publish_export", outlets=[ACCOUNT_EXPORT])
-    def publish_export(written: dict, quality: dict) -> dict:
-        return publish_account_export(written, quality, get_current_context())
-
-    written = write_export()
-    publish_export(written, check_export(written))
+    HotCrmAccountExportOperator(
+        task_id="export",
+        fields="{{ params.fields }}",
+        filters="{{ params.filters }}",
+        format="{{ params.format }}",
+        changed_since="{{ params.changed_since }}",
+    )
 
 
 account_export()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+import pendulum
+from airflow.sdk import Param, dag
 
 from hotcrm.airflow.assets import LEAD_FILES, LEADS
+from hotcrm.airflow.operators import HotCrmLeadImportOperator
+from hotcrm.airflow.tasks import find_lead_files, summarize_lead_imports
 
 DAG_ID = "lead_import"
 
@@ -29,15 +32,15 @@ never race on a file (the file ledger's unique content hash guards that too). To
 file now, trigger the DAG with the param `file_name` (a name in `incoming/`); a manual run
 without it imports every file waiting.
 
-**Tasks.** `find_files` lists the files; `import_file` is mapped over them, one task per
-file: it reads the file in a stream, validates each row with the CRM's lead rules (a bad
-row is rejected, a repeated email reported as a duplicate: neither fails the file), checks
-the file's shape with the Great Expectations suite `include/config/quality/lead_file.json`,
-and loads it in one transaction (all-or-nothing; a re-run after a crash ends in the same
-state as one clean run). Each returns its counts (rows read = inserted + updated +
-duplicates + rejected + not loaded) and updates the `hotcrm_leads` Asset. A file that fails
-as a whole fails its `import_file` task (no retry) and `summarize`, so the run is red;
-`summarize` logs one line per file.
+**Tasks.** `find_files` lists the files; `import_file` (`HotCrmLeadImportOperator`) is mapped
+over them, one task per file: it reads the file in a stream, validates each row with the CRM's
+lead rules (a bad row is rejected, a repeated email reported as a duplicate: neither fails the
+file), checks the file's shape with the Great Expectations suite
+`include/config/quality/lead_file.json`, and loads it in one transaction (all-or-nothing; a
+re-run after a crash ends in the same state as one clean run). Each returns its counts (rows
+read = inserted + updated + duplicates + rejected + not loaded) and updates the `hotcrm_leads`
+Asset. A file that fails as a whole fails its `import_file` task (no retry) and `summarize`, so
+the run is red; `summarize` logs one line per file.
 
 **Where results go.** The file moves to `processed/` (or `failed/` when it cannot be read,
 fails the quality suite, or its content was imported before), with
@@ -53,12 +56,13 @@ without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_fil
 @dag(
     dag_id=DAG_ID,
     schedule=[LEAD_FILES],
-    start_date=datetime(2026, 1, 1),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     doc_md=DOC_MD,
     tags=["hotcrm", "leads", "import"],
     default_args={"owner": "crm-data-team", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    render_template_as_native_obj=True,
     params={
         "file_name": Param(
             None,
@@ -68,34 +72,11 @@ without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_fil
     },
 )
 def lead_import():
-    @task
-    def find_files(params=None, triggering_asset_events=None) -> list[str]:
-        """The files the watcher's events name (or the file_name param's, or all) still in incoming/."""
-        from hotcrm.airflow.leads import files_to_import
-
-        names = files_to_import((params or {}).get("file_name"), triggering_asset_events)
-        print(f"{len(names)} file(s) to import: {names}")
-        return names
-
-    @task(outlets=[LEADS], map_index_template="{{ file_name }}")
-    def import_file(file_name: str) -> dict:
-        """Import one file; returns its counts and where its report is."""
-        from airflow.sdk import get_current_context
-
-        from hotcrm.airflow.hooks import HotCrmDatabaseHook
-        from hotcrm.airflow.leads import import_incoming_file
-
-        get_current_context()["file_name"] = file_name
-        return import_incoming_file(file_name, HotCrmDatabaseHook().get_database_url())
-
-    @task(trigger_rule="all_done")
-    def summarize(outcomes: list[dict]) -> dict:
-        """One line per file, and the totals."""
-        from hotcrm.airflow.leads import summarize_outcomes
-
-        return summarize_outcomes(list(outcomes or []))
-
-    summarize(import_file.expand(file_name=find_files()))
+    files = find_lead_files("{{ params.file_name }}")
+    imported = HotCrmLeadImportOperator.partial(
+        task_id="import_file", outlets=[LEADS], map_index_template="{{ task.file_name }}"
+    ).expand(file_name=files)
+    summarize_lead_imports(imported.output)
 
 
 lead_import()

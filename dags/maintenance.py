@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+import pendulum
+from airflow.sdk import Param, dag
+
+from hotcrm.airflow.operators import HotCrmRetentionOperator
 
 DAG_ID = "maintenance"
 
@@ -36,29 +39,21 @@ what each rule removed; `dry_run` only counts. Same thing by hand:
 @dag(
     dag_id=DAG_ID,
     schedule="30 2 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     doc_md=DOC_MD,
     tags=["hotcrm", "maintenance", "retention"],
     default_args={"owner": "platform", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    render_template_as_native_obj=True,
     params={
         "dry_run": Param(False, type="boolean", description="count what would be removed, remove nothing"),
         "max_seconds": Param(0, type="number", minimum=0, description="time budget (0: config file)"),
     },
 )
 def maintenance():
-    @task
-    def purge(params=None, data_interval_end=None) -> dict:
-        """Delete what is past its age; returns the counts per rule."""
-        from hotcrm.airflow.maintenance import purge_expired
-
-        return purge_expired(
-            data_interval_end, dry_run=bool(params["dry_run"]), max_seconds=float(params["max_seconds"]) or None
-        )
-
-    purge()
+    HotCrmRetentionOperator(task_id="purge", dry_run="{{ params.dry_run }}", max_seconds="{{ params.max_seconds }}")
 
 
 maintenance()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import dag, task
+import pendulum
+from airflow.sdk import dag
+
+from hotcrm.airflow.operators import HotCrmEmailOutboxOperator
 
 DAG_ID = "quote_emails"
 
 DOC_MD = """
 ### Quote emails and notices
+
+One task, **send_emails** (`HotCrmEmailOutboxOperator`):
 
 1. **queue**: every Quote with Status `Ready to Send` (`ready_status` in
    `include/config/email/settings.json`) gets one row in the `email_outbox` table: subject
@@ -33,7 +38,7 @@ to check in the mail server's log (`python -m hotcrm email confirm|requeue <id>`
 @dag(
     dag_id=DAG_ID,
     schedule="*/5 * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=30),
@@ -42,21 +47,8 @@ to check in the mail server's log (`python -m hotcrm email confirm|requeue <id>`
     default_args={"owner": "sales-operations", "retries": 2, "retry_delay": timedelta(minutes=1)},
 )
 def quote_emails():
-    @task
-    def queue_quotes() -> dict:
-        """Queue an email per ready quote."""
-        from hotcrm.airflow.email import queue_quote_emails
-
-        return queue_quote_emails()
-
-    @task
-    def send_emails() -> dict:
-        """Send everything due through smtp_default."""
-        from hotcrm.airflow.email import send_queued_emails
-
-        return send_queued_emails()
-
-    queue_quotes() >> send_emails()
+    # Queues an email per ready quote, then sends everything due through smtp_default.
+    HotCrmEmailOutboxOperator(task_id="send_emails", queue_quotes=True)
 
 
 quote_emails()

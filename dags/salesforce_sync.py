@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from hotcrm.airflow.salesforce import HotCrmSalesforceSyncOperator
+from hotcrm.airflow.operators import HotCrmSalesforceSyncOperator
+from hotcrm.airflow.tasks import salesforce_sync_outcome
 
 DAG_ID = "salesforce_sync"
 
@@ -36,16 +37,12 @@ detection), `limit` (records per object), `transport` (`auto`, `collections`, `b
 Connection: `salesforce_default` (see the README's "Salesforce sync" section).
 """
 
-SCHEDULE = CronTriggerTimetable(
-    os.environ.get("HOTCRM_SALESFORCE_SYNC_CRON", "30 2 * * *"),
-    timezone=os.environ.get("HOTCRM_SALESFORCE_SYNC_TIMEZONE", "UTC"),
-)
-
 
 @dag(
     dag_id=DAG_ID,
-    schedule=SCHEDULE,
-    start_date=datetime(2026, 1, 1),
+    # Nightly at 02:30 UTC: edit here to change it (a DAG file reads no environment when parsed).
+    schedule=CronTriggerTimetable("30 2 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     doc_md=DOC_MD,
@@ -56,6 +53,7 @@ SCHEDULE = CronTriggerTimetable(
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
     },
+    render_template_as_native_obj=True,
     params={
         "objects": Param(["Account", "Contact"], type="array", items={"enum": ["Account", "Contact"]}),
         "dry_run": Param(False, type="boolean", description="select and map, send nothing"),
@@ -65,18 +63,17 @@ SCHEDULE = CronTriggerTimetable(
     },
 )
 def salesforce_sync():
-    # Select changed records, upsert them, write results back; returns the run's summary. A
-    # Bulk API 2.0 job still running after a short wait is waited for in the triggerer.
-    sync = HotCrmSalesforceSyncOperator(task_id="sync", execution_timeout=timedelta(hours=3))
-
-    @task
-    def outcome(summary: dict) -> str:
-        """Fail the run, with the reason, when the sync ended partial."""
-        from hotcrm.airflow.salesforce import fail_if_partial
-
-        return fail_if_partial(summary)
-
-    outcome(sync.output)
+    # A Bulk API 2.0 job still running after a short wait is waited for in the triggerer.
+    sync = HotCrmSalesforceSyncOperator(
+        task_id="sync",
+        objects="{{ params.objects }}",
+        dry_run="{{ params.dry_run }}",
+        full="{{ params.full }}",
+        limit="{{ params.limit }}",
+        transport="{{ params.transport }}",
+        execution_timeout=timedelta(hours=3),
+    )
+    salesforce_sync_outcome(sync.output)
 
 
 salesforce_sync()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+import pendulum
+from airflow.sdk import Param, dag
+
+from hotcrm.airflow.operators import HotCrmWebhookDeliveryOperator
+from hotcrm.airflow.tasks import fan_out_events, plan_workers, replay_dead_letters, summarize
 
 DAG_ID = "webhook_delivery"
 
@@ -35,13 +39,14 @@ allowed in `allow_private_destinations`. The `summarize` task returns the run's 
 @dag(
     dag_id=DAG_ID,
     schedule="* * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=10),
     doc_md=DOC_MD,
     tags=["hotcrm", "webhooks", "outbound"],
     default_args={"owner": "integrations", "retries": 2, "retry_delay": timedelta(seconds=20)},
+    render_template_as_native_obj=True,
     params={
         "workers": Param(2, type="integer", minimum=1, maximum=16, description="mapped delivery tasks"),
         "batch_size": Param(0, type="integer", minimum=0, description="deliveries per claim (0: config file)"),
@@ -53,52 +58,19 @@ allowed in `allow_private_destinations`. The `summarize` task returns the run's 
     },
 )
 def webhook_delivery():
-    @task
-    def replay(params=None) -> dict:
-        """Replay dead letters when the params ask for it."""
-        from hotcrm.airflow.delivery import replay_dead_letters
-
-        return replay_dead_letters(list(params["replay_ids"]), params["replay_since"], params["replay_until"])
-
-    @task
-    def fan_out() -> dict:
-        """New outbox events become deliveries."""
-        from hotcrm.airflow.delivery import fan_out_events
-
-        return fan_out_events()
-
-    @task
-    def plan_workers(params=None) -> list[int]:
-        """One entry per parallel worker."""
-        return list(range(int(params["workers"])))
-
-    @task(max_active_tis_per_dagrun=16)
-    def deliver(worker: int, params=None, run_id=None) -> dict:
-        """Claim, send and record due deliveries."""
-        from hotcrm.airflow.delivery import deliver as run
-
-        return run(
-            f"{run_id}#{worker}",
-            batch_size=int(params["batch_size"]) or None,
-            concurrency=int(params["concurrency"]) or None,
-            max_seconds=float(params["max_seconds"]) or None,
-        )
-
-    @task
-    def summarize(results: list[dict], replayed: dict, fanned: dict) -> dict:
-        """The run's counts."""
-        keys = ("claimed", "succeeded", "retrying", "dead", "gone")
-        summary = {key: sum(r[key] for r in results) for key in keys}
-        summary.update(replayed)
-        summary.update(fanned)
-        print("Webhook delivery: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
-        return summary
-
-    replayed = replay()
-    fanned = fan_out()
-    workers = plan_workers()
+    replayed = replay_dead_letters("{{ params.replay_ids }}", "{{ params.replay_since }}", "{{ params.replay_until }}")
+    fanned = fan_out_events()
+    workers = plan_workers("{{ params.workers }}")
     replayed >> fanned >> workers
-    summarize(deliver.expand(worker=workers), replayed, fanned)
+    delivered = HotCrmWebhookDeliveryOperator.partial(
+        task_id="deliver",
+        fan_out=False,  # done once, above
+        batch_size="{{ params.batch_size }}",
+        concurrency="{{ params.concurrency }}",
+        max_seconds="{{ params.max_seconds }}",
+        max_active_tis_per_dagrun=16,
+    ).expand(worker=workers)
+    summarize(delivered.output, replayed, fanned)
 
 
 webhook_delivery()

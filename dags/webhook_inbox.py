@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+import pendulum
+from airflow.sdk import Param, dag
+
+from hotcrm.airflow.operators import HotCrmWebhookInboxOperator
+from hotcrm.airflow.tasks import plan_workers, requeue_dead_letters, summarize
 
 DAG_ID = "webhook_inbox"
 
@@ -42,13 +46,14 @@ dead_lettered, stale) and the dead letters of the run.
 @dag(
     dag_id=DAG_ID,
     schedule="* * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=10),
     doc_md=DOC_MD,
     tags=["hotcrm", "webhooks", "payments"],
     default_args={"owner": "payments-integration", "retries": 2, "retry_delay": timedelta(seconds=20)},
+    render_template_as_native_obj=True,
     params={
         "batch_size": Param(200, type="integer", minimum=1, maximum=5000, description="rows claimed per batch"),
         "workers": Param(2, type="integer", minimum=1, maximum=16, description="mapped tasks claiming at once"),
@@ -60,54 +65,18 @@ dead_lettered, stale) and the dead letters of the run.
     },
 )
 def webhook_inbox():
-    @task
-    def requeue_dead_letters(params=None) -> dict:
-        """Requeue dead letters when asked to (after the cause is fixed); otherwise nothing."""
-        if not params["requeue_dead"]:
-            return {"requeued": 0}
-        from hotcrm.airflow.webhooks import inbox_database_url
-        from hotcrm.webhooks.inbox import requeue
-
-        count = requeue(inbox_database_url(), source=params["requeue_source"] or None)
-        print(f"Requeued {count} dead letters")
-        return {"requeued": count}
-
-    @task
-    def plan_workers(params=None) -> list[int]:
-        """One entry per parallel worker."""
-        return list(range(int(params["workers"])))
-
-    @task(max_active_tis_per_dagrun=16)
-    def process_inbox(worker: int, params=None) -> dict:
-        """Claim due inbox rows in batches and apply them; returns this worker's counts."""
-        from hotcrm.airflow.webhooks import AirflowSourceRegistry, inbox_database_url
-        from hotcrm.webhooks.processing import default_worker_name, process_inbox
-
-        result = process_inbox(
-            inbox_database_url(),
-            worker=f"{default_worker_name()}#{worker}",
-            batch_size=int(params["batch_size"]),
-            max_attempts=int(params["max_attempts"]),
-            backoff_seconds=float(params["backoff_seconds"]),
-            max_seconds=float(params["max_seconds"]),
-            registry=AirflowSourceRegistry(),
-        )
-        return result.as_dict()
-
-    @task
-    def summarize(results: list[dict], requeued: dict) -> dict:
-        """The run's counts across workers, and its dead letters."""
-        keys = ("processed", "ignored", "retried", "dead_lettered", "stale")
-        summary = {key: sum(r[key] for r in results) for key in keys}
-        summary["requeued"] = requeued["requeued"]
-        summary["dead_letters"] = [letter for r in results for letter in r["dead_letters"]]
-        print("Webhook inbox: " + ", ".join(f"{k} {summary[k]}" for k in (*keys, "requeued")))
-        return summary
-
-    requeued = requeue_dead_letters()
-    workers = plan_workers()
+    requeued = requeue_dead_letters("{{ params.requeue_dead }}", "{{ params.requeue_source }}")
+    workers = plan_workers("{{ params.workers }}")
     requeued >> workers
-    summarize(process_inbox.expand(worker=workers), requeued)
+    processed = HotCrmWebhookInboxOperator.partial(
+        task_id="process_inbox",
+        batch_size="{{ params.batch_size }}",
+        max_attempts="{{ params.max_attempts }}",
+        backoff_seconds="{{ params.backoff_seconds }}",
+        max_seconds="{{ params.max_seconds }}",
+        max_active_tis_per_dagrun=16,
+    ).expand(worker=workers)
+    summarize(processed.output, requeued)
 
 
 webhook_inbox()

@@ -40,7 +40,7 @@ def test_on_demand_csv_export_with_filters(airflow_db, hotcrm_env):
     fields = ["Name", "Industry", "AnnualRevenue", "Phone"]
     result = run_dag("account_export", DAGS_FOLDER, {"fields": fields, "filters": RETAIL_RICH, "format": "csv"})
     assert result.succeeded, result
-    manifest = result.returns["publish_export"]
+    manifest = result.returns["export"]
     assert manifest["record_count"] == 2
     assert manifest["quality"]["success"] is True
     assert manifest["filters"] == RETAIL_RICH
@@ -71,7 +71,7 @@ def test_bad_filter_fails_the_run_and_publishes_nothing(airflow_db, hotcrm_env):
     _seed(hotcrm_env["database_url"])
     result = run_dag("account_export", DAGS_FOLDER, {"filters": [["Revenue", ">", 1]]})
     assert result.state == "failed"
-    assert "publish_export" not in result.returns
+    assert "export" not in result.returns
     folder = hotcrm_env["bucket_dir"] / "exports" / "accounts"
     assert not folder.exists() or [p for p in folder.rglob("*") if p.is_file()] == []
 
@@ -96,7 +96,7 @@ def test_scheduled_json_export_to_s3(airflow_db, hotcrm_env, s3_bucket, s3_serve
     _seed(db)
     result = run_dag("account_export", DAGS_FOLDER, {})
     assert result.succeeded, result
-    manifest = result.returns["publish_export"]
+    manifest = result.returns["export"]
     assert manifest["url"].startswith(s3_bucket + "/exports/accounts/accounts_")
     client = s3_server.client()
     bucket = s3_bucket[len("s3://") :]
@@ -118,12 +118,11 @@ def test_a_failed_check_fails_the_run_and_keeps_the_file_unpublished(airflow_db,
     monkeypatch.setattr(accounts, "account_query", lambda spec: real_query(spec).limit(3))
     result = run_dag("account_export", DAGS_FOLDER, {"format": "ndjson"})
     assert result.state == "failed"
-    assert result.returns["write_export"]["record_count"] == 3
-    assert result.returns["write_export"]["database_count"] == 5
-    assert "check_export" not in result.returns and "publish_export" not in result.returns
+    assert "export" not in result.returns
     folder = hotcrm_env["bucket_dir"] / "exports" / "accounts"
     assert [p.name for p in folder.iterdir() if p.is_file()] == []
     (kept,) = (folder / "_tmp").iterdir()
-    assert kept.name.startswith(result.returns["write_export"]["name"])
+    assert kept.name.startswith("accounts_") and ".ndjson" in kept.name
+    assert len(kept.read_text().splitlines()) == 3  # the 3 rows written, kept for inspection
     with session_scope(hotcrm_env["database_url"]) as session:
         assert services.count(session, OutboxEvent) == 0

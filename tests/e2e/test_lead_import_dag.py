@@ -121,8 +121,8 @@ def test_a_failed_file_fails_its_task_and_the_run_and_is_still_summarized(airflo
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        states = {
-            ti.map_index: ti.state
-            for ti in session.query(TaskInstance).filter_by(run_id=result.run_id, task_id="import_file")
-        }
+        tis = session.query(TaskInstance).filter_by(run_id=result.run_id, task_id="import_file").all()
+        states = {ti.map_index: ti.state for ti in tis}
+        labels = {str(ti.state): ti.rendered_map_index for ti in tis}
     assert sorted(str(s) for s in states.values()) == ["failed", "success"]
+    assert labels["success"] == CLEAN  # the mapped task is labelled with its file (map_index_template)

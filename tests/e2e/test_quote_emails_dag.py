@@ -34,7 +34,7 @@ def test_ready_quotes_and_notices_are_sent_once(airflow_db, hotcrm_env, monkeypa
 
         result = run_dag("quote_emails", DAGS_FOLDER)
         assert result.succeeded, result
-        assert result.returns["queue_quotes"]["queued"] == 3
+        assert result.returns["send_emails"]["queued"] == 3
         assert result.returns["send_emails"]["sent"] == 4
         accepted = server.handler.accepted
         subjects = sorted(a.message["Subject"] for a in accepted)

@@ -292,7 +292,7 @@ def test_s3_interrupted_upload_leaves_no_object(sqlite_url, s3_root, s3_server, 
 def test_bad_params_fail_before_the_database_is_touched(monkeypatch, tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from hotcrm.airflow.exports import write_account_export
+    from hotcrm.airflow.operators import HotCrmAccountExportOperator
 
     # Nothing listens on port 1: had the task connected first, this would be a connection error.
     monkeypatch.setenv(
@@ -300,13 +300,14 @@ def test_bad_params_fail_before_the_database_is_touched(monkeypatch, tmp_path):
         json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x", "schema": "x"}),
     )
     monkeypatch.setenv("HOTCRM_BUCKET_URL", (tmp_path / "bucket").as_uri())
-    context = {
-        "params": {"fields": ["Name"], "filters": [["Industry", "=", "Retail"], ["AnnualRevenue", "between", [1, 2]]]},
-        "data_interval_start": T0,
-        "data_interval_end": T0 + dt.timedelta(days=1),
-    }
+    context = {"data_interval_start": T0, "data_interval_end": T0 + dt.timedelta(days=1)}
+    operator = HotCrmAccountExportOperator(
+        task_id="export",
+        fields=["Name"],
+        filters=[["Industry", "=", "Retail"], ["AnnualRevenue", "between", [1, 2]]],
+    )
     with pytest.raises(AirflowFailException) as failure:
-        write_account_export(context)
+        operator.execute(context)
     assert str(failure.value) == (
         "invalid export params: filter #2 ['AnnualRevenue', 'between', [1, 2]]: unknown operator 'between'; "
         "allowed operators: =, !=, <, <=, >, >=, in, not in, like, is null, is not null"

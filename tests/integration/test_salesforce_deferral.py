@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from sqlalchemy import select
 
-from hotcrm.airflow.salesforce import HotCrmSalesforceSyncOperator
+from hotcrm.airflow.operators import HotCrmSalesforceSyncOperator
 from hotcrm.airflow.triggers import SalesforceBulkJobTrigger
 from hotcrm.crm import seed
 from hotcrm.crm.db import session_scope
@@ -39,8 +39,8 @@ def test_the_operator_defers_to_the_trigger_and_resumes(hotcrm_env, salesforce_c
     sf = salesforce_connection
     seed.load_seed(hotcrm_env["database_url"])
     sf.faults.bulk_rows_per_poll = 4  # each job takes three polls
-    operator = HotCrmSalesforceSyncOperator(task_id="sync", wait_before_defer=0, poll_interval=0.05)
-    context = {"params": {"transport": "bulk"}, "run_id": "night-1"}
+    operator = HotCrmSalesforceSyncOperator(task_id="sync", transport="bulk", wait_before_defer=0, poll_interval=0.05)
+    context = {"run_id": "night-1"}
 
     deferrals = 0
     with pytest.raises(TaskDeferred) as deferred:

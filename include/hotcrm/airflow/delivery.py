@@ -23,7 +23,7 @@ def database_url() -> str:
     return HotCrmDatabaseHook().get_database_url()
 
 
-def replay_dead_letters(ids: list[str], since: str, until: str) -> dict[str, Any]:
+def replay_dead_letters(ids: list[str], since: str, until: str, db_url: str | None = None) -> dict[str, Any]:
     """Replay dead letters by id or by a dead-lettered time range (ISO 8601); nothing when none given."""
     if not ids and not since and not until:
         return {"replayed": 0}
@@ -38,23 +38,27 @@ def replay_dead_letters(ids: list[str], since: str, until: str) -> dict[str, Any
         except ValueError as exc:
             raise ValueError(f"param {name}={value!r}: use ISO 8601, e.g. 2026-11-25T10:00:00+00:00") from exc
 
-    with session_scope(database_url()) as session:
+    with session_scope(db_url or database_url()) as session:
         count = replay(session, ids=ids or None, since=parse(since, "replay_since"), until=parse(until, "replay_until"))
     log.info("replayed %d dead-lettered deliveries", count)
     return {"replayed": count}
 
 
-def fan_out_events() -> dict[str, Any]:
+def fan_out_events(db_url: str | None = None) -> dict[str, Any]:
     """Turn new outbox events into pending deliveries."""
     from hotcrm.delivery.service import fan_out_pending
 
-    result = fan_out_pending(database_url())
+    result = fan_out_pending(db_url or database_url())
     log.info("fan-out: %(events_fanned_out)d events -> %(deliveries_created)d new deliveries", result)
     return result
 
 
 def deliver(
-    worker: str, batch_size: int | None = None, concurrency: int | None = None, max_seconds: float | None = None
+    worker: str,
+    batch_size: int | None = None,
+    concurrency: int | None = None,
+    max_seconds: float | None = None,
+    db_url: str | None = None,
 ) -> dict:
     """Claim and send due deliveries until none is due or the time budget is spent."""
     from hotcrm.delivery.config import load_config
@@ -67,4 +71,4 @@ def deliver(
         if v
     }
     config = replace(config, **overrides)
-    return deliver_due(database_url(), config, worker_id=f"{socket.gethostname()}/{worker}")
+    return deliver_due(db_url or database_url(), config, worker_id=f"{socket.gethostname()}/{worker}")

@@ -69,13 +69,13 @@ def database_url() -> str:
     return HotCrmDatabaseHook().get_database_url()
 
 
-def queue_quote_emails() -> dict[str, Any]:
+def queue_quote_emails(db_url: str | None = None) -> dict[str, Any]:
     """Queue an email for each quote in the ready status (idempotent)."""
     from hotcrm.crm.db import session_scope
     from hotcrm.email.outbox import queue_quote_emails as queue
     from hotcrm.email.settings import load_settings
 
-    with session_scope(database_url()) as session:
+    with session_scope(db_url or database_url()) as session:
         result = queue(session, load_settings())
     for problem in result["problems"]:
         log.warning("not queued: %s", problem)
@@ -83,7 +83,7 @@ def queue_quote_emails() -> dict[str, Any]:
     return result
 
 
-def send_queued_emails(smtp_conn_id: str = SMTP_CONN_ID) -> dict[str, Any]:
+def send_queued_emails(smtp_conn_id: str = SMTP_CONN_ID, db_url: str | None = None) -> dict[str, Any]:
     """Reconcile crashed sends and send every due message through ``smtp_conn_id``."""
     from hotcrm.delivery.config import load_config
     from hotcrm.email.outbox import send_due
@@ -92,7 +92,7 @@ def send_queued_emails(smtp_conn_id: str = SMTP_CONN_ID) -> dict[str, Any]:
     settings = load_settings()
     sender = SmtpHookSender(smtp_conn_id)
     return send_due(
-        database_url(),
+        db_url or database_url(),
         sender,
         settings,
         from_addr=sender.from_email or settings.from_addr,

@@ -1,8 +1,9 @@
-"""Airflow side of the account export: params -> spec, connections -> settings, the Asset.
+"""Airflow side of the account export: arguments -> spec, the run's interval -> the file name.
 
-The DAG file imports this module at parse time, so only ``airflow.sdk`` and the plain
-constants of :mod:`hotcrm.exports.options` are imported at the top; the export itself
-(SQLAlchemy, pandas, Great Expectations) is imported inside the task functions.
+:class:`hotcrm.airflow.operators.HotCrmAccountExportOperator` calls :func:`export_accounts`.
+Only the plain constants of :mod:`hotcrm.exports.options` are imported at the top (DAG files
+import this module's neighbours at parse time); the export itself (SQLAlchemy, pandas, Great
+Expectations) is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -17,18 +18,7 @@ from hotcrm.exports.options import DEFAULT_FIELDS, DEFAULT_FORMAT, FORMATS
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "ACCOUNT_EXPORT_ASSET",
-    "DEFAULT_FIELDS",
-    "DEFAULT_FORMAT",
-    "FORMATS",
-    "check_account_export",
-    "publish_account_export",
-    "write_account_export",
-]
-
-# Defined with the other assets (one module, one scheme); the name stays for existing imports.
-ACCOUNT_EXPORT_ASSET = ACCOUNT_EXPORT
+__all__ = ["DEFAULT_FIELDS", "DEFAULT_FORMAT", "FORMATS", "build_export_spec", "export_accounts"]
 
 
 def _interval(context: dict[str, Any]):
@@ -42,63 +32,55 @@ def _interval(context: dict[str, Any]):
     return start, end
 
 
-def write_account_export(context: dict[str, Any]) -> dict[str, Any]:
-    """Validate the run's params (before any database access), then stream the export to ``_tmp/``."""
-    from hotcrm.airflow.hooks import HotCrmDatabaseHook
-    from hotcrm.airflow.storage import bucket_root
+def build_export_spec(fields: Any, filters: Any, format: Any, changed_since: Any):
+    """The export's spec; bad arguments fail the task now, without retries, naming the entry and the fix."""
     from hotcrm.exports import accounts
 
-    params = context["params"]
     try:
-        spec = accounts.build_spec(
-            params.get("fields"), params.get("filters"), params.get("format"), params.get("changed_since")
-        )
+        return accounts.build_spec(fields, filters, format, changed_since)
     except accounts.FilterError as exc:
-        # A bad request stays bad: fail now, without retries, naming the entry and the fix.
         raise AirflowFailException(f"invalid export params: {exc}") from exc
+
+
+def export_accounts(
+    context: dict[str, Any],
+    spec: Any,
+    *,
+    database_url: str,
+    root: Any,
+    outlet: Any = ACCOUNT_EXPORT,
+) -> dict[str, Any]:
+    """Stream the export to ``_tmp/``, run its Great Expectations suite, then publish it with its
+    manifest, record the outbox event and fill ``outlet``'s event extra. Returns the manifest.
+
+    A failed check fails the task without retries (the data would fail again), naming the
+    expectations that failed; the file stays in ``_tmp/`` for inspection, unpublished."""
+    from hotcrm.exports import accounts
+
     start, end = _interval(context)
     name = accounts.export_name(spec, start, end)
     log.info("exporting Accounts to %s (fields %s, filters %s)", name, list(spec.fields), spec.query_filters)
-    written = accounts.write_export(HotCrmDatabaseHook().get_database_url(), bucket_root(), spec, name)
-    return written.to_dict()
+    written = accounts.write_export(database_url, root, spec, name)
+    log.info("wrote %d records (database count %d)", written.record_count, written.database_count)
 
-
-def check_account_export(written: dict[str, Any]) -> dict[str, Any]:
-    """Run the Great Expectations suite; a failure fails the task with the reason (file unpublished)."""
-    from hotcrm.airflow.storage import bucket_root
-    from hotcrm.exports import accounts
-
-    export = accounts.WrittenExport.from_dict(written)
-    quality = accounts.check_export(export)
+    quality = accounts.check_export(written)
     log.info("%s", quality.summary())
     try:
-        accounts.reject_unless_passed(export, quality, bucket_root())
+        accounts.reject_unless_passed(written, quality, root)
     except accounts.ExportCheckError as exc:
         raise AirflowFailException(str(exc)) from exc
-    return quality.to_dict()
 
-
-def publish_account_export(written: dict[str, Any], quality: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Publish the checked export and its manifest, record the outbox event, update the Asset."""
-    from hotcrm.airflow.hooks import HotCrmDatabaseHook
-    from hotcrm.airflow.storage import bucket_root
-    from hotcrm.exports import accounts
-
-    start, end = _interval(context)
     manifest = accounts.publish_export(
-        HotCrmDatabaseHook().get_database_url(),
-        bucket_root(),
-        accounts.WrittenExport.from_dict(written),
-        quality,
-        data_interval={
-            "start": start.isoformat() if start else None,
-            "end": end.isoformat() if end else None,
-        },
+        database_url,
+        root,
+        written,
+        quality.to_dict(),
+        data_interval={"start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         run_id=context.get("run_id"),
     )
     outlet_events = context.get("outlet_events")
-    if outlet_events is not None:
-        outlet_events[ACCOUNT_EXPORT_ASSET].extra = {
+    if outlet_events is not None and outlet is not None:
+        outlet_events[outlet].extra = {
             k: manifest[k] for k in ("file", "url", "manifest_url", "format", "record_count", "sha256")
         }
     return manifest

@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def purge_expired(
-    reference_time: datetime | None, *, dry_run: bool = False, max_seconds: float | None = None
+    reference_time: datetime | None,
+    *,
+    dry_run: bool = False,
+    max_seconds: float | None = None,
+    db_url: str | None = None,
 ) -> dict[str, Any]:
     """Apply the retention rules as of ``reference_time`` (the run's data interval end)."""
     from hotcrm.maintenance.retention import load_config, purge
@@ -25,7 +29,7 @@ def purge_expired(
     config = load_config()
     if max_seconds:
         config = replace(config, time_budget_seconds=max_seconds)
-    summary = purge(HotCrmDatabaseHook().get_database_url(), config, now=reference_time, dry_run=dry_run)
+    summary = purge(db_url or HotCrmDatabaseHook().get_database_url(), config, now=reference_time, dry_run=dry_run)
     log.info(
         "retention: %s %d rows: %s",
         "would remove" if dry_run else "removed",

@@ -27,13 +27,15 @@ import logging
 import time
 from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseHook
 
+from hotcrm.airflow import connection_forms as forms
+from hotcrm.airflow.connection_forms import AUTH_TYPES
+from hotcrm.airflow.hooks import ConnectionForm, strip_extra_prefix
 from hotcrm.settings import secret
 
 log = logging.getLogger(__name__)
 
-AUTH_TYPES = ("password", "client_credentials", "jwt_bearer", "session", "refresh_token")
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_DEFERRALS = 4
 
@@ -42,13 +44,20 @@ class SalesforceLoginError(RuntimeError):
     """Logging in failed; the message names the connection and the OAuth error, never a secret."""
 
 
-class HotCrmSalesforceHook(BaseHook):
-    """Builds the sync's Salesforce client from the ``salesforce_default`` connection."""
+class HotCrmSalesforceHook(ConnectionForm, BaseHook):
+    """Builds the sync's Salesforce client from the ``salesforce_default`` connection.
+
+    Its own connection type, ``hotcrm_salesforce`` (the Salesforce provider owns ``salesforce``,
+    whose form lacks the login flow, token URL and budget share); a connection of type
+    ``salesforce`` works too, the fields being read the same way.
+    """
 
     conn_name_attr = "salesforce_conn_id"
     default_conn_name = "salesforce_default"
-    conn_type = "salesforce"
+    conn_type = "hotcrm_salesforce"
     hook_name = "HotCRM Salesforce"
+    conn_fields = forms.SALESFORCE_FIELDS
+    field_behaviour = forms.SALESFORCE_BEHAVIOUR
 
     def __init__(self, salesforce_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -67,8 +76,7 @@ class HotCrmSalesforceHook(BaseHook):
     @property
     def extra(self) -> dict[str, Any]:
         """The connection's extra, with the provider's ``extra__salesforce__`` prefix removed."""
-        raw = self.connection.extra_dejson or {}
-        return {k.removeprefix("extra__salesforce__"): v for k, v in raw.items() if v not in (None, "")}
+        return strip_extra_prefix(self.connection.extra_dejson, "salesforce", self.conn_type)
 
     @property
     def auth_type(self) -> str:
@@ -284,9 +292,11 @@ def run_salesforce_sync(
     *,
     bulk_wait_seconds: float | None = None,
     salesforce_conn_id: str = HotCrmSalesforceHook.default_conn_name,
+    hotcrm_db_conn_id: str = "hotcrm_db",
 ) -> dict[str, Any]:
-    """One sync: DAG params → :class:`SyncOptions`, the ``hotcrm_db`` and ``salesforce_default``
-    connections → :func:`run_sync`; returns its summary.
+    """One sync: the options (``objects``, ``dry_run``, ``full``, ``limit``, ``transport``) →
+    :class:`SyncOptions`, the ``hotcrm_db`` and ``salesforce_default`` connections →
+    :func:`run_sync`; returns its summary.
 
     Settings: ``HOTCRM_SALESFORCE_BULK_THRESHOLD`` (records from which ``auto`` uses Bulk API
     2.0), ``HOTCRM_SALESFORCE_BULK_MAX_BYTES`` (CSV bytes per job, default 100 MB),
@@ -309,116 +319,13 @@ def run_salesforce_sync(
         bulk_wait_seconds=bulk_wait_seconds,
         run_id=run_id,
     )
+    options.validate()  # bad options fail before any login
     client = None if options.dry_run else HotCrmSalesforceHook(salesforce_conn_id).get_client()
-    summary = run_sync(HotCrmDatabaseHook().get_database_url(), client, options)
+    summary = run_sync(HotCrmDatabaseHook(hotcrm_db_conn_id).get_database_url(), client, options)
     (log.warning if summary["outcome"] == "partial" else log.info)(
         "Salesforce sync %s: %s", summary["outcome"], summary["message"]
     )
     return summary
-
-
-class HotCrmSalesforceSyncOperator(BaseOperator):
-    """Upsert changed HotCRM Accounts and Contacts into Salesforce (the DAG's params choose
-    objects, dry run, full, limit, transport); returns the run's summary.
-
-    Bulk API 2.0 jobs still running after ``wait_before_defer`` seconds are not abandoned: with
-    ``deferrable`` (the default) the task defers to :class:`~hotcrm.airflow.triggers.SalesforceBulkJobTrigger`,
-    which polls them from the triggerer without holding a worker slot, then resumes, collects
-    their results and sends what waited for them (e.g. the Contacts of those Accounts). Without
-    it, or if the jobs outlive the trigger's ``defer_timeout``, the next run collects them.
-    """
-
-    template_fields = ("salesforce_conn_id",)
-    ui_color = "#00a1e0"
-
-    def __init__(
-        self,
-        *,
-        salesforce_conn_id: str = HotCrmSalesforceHook.default_conn_name,
-        deferrable: bool = True,
-        wait_before_defer: float | None = None,
-        poll_interval: float | None = None,
-        defer_timeout: float = 6 * 3600.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.salesforce_conn_id = salesforce_conn_id
-        self.deferrable = deferrable
-        self.wait_before_defer = wait_before_defer
-        self.poll_interval = poll_interval
-        self.defer_timeout = defer_timeout
-
-    def _wait(self) -> float | None:
-        if self.wait_before_defer is not None:
-            return self.wait_before_defer
-        if self.deferrable:  # a short wait in the worker, the rest in the triggerer
-            from hotcrm.salesforce.settings import BulkSettings
-
-            return BulkSettings.from_env().wait_before_defer_seconds
-        return None
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        summary = run_salesforce_sync(
-            context["params"],
-            context["run_id"],
-            bulk_wait_seconds=self._wait(),
-            salesforce_conn_id=self.salesforce_conn_id,
-        )
-        return self._defer_or_return(summary, deferrals=0)
-
-    def _defer_or_return(self, summary: dict[str, Any], deferrals: int) -> dict[str, Any]:
-        pending = [job for s in summary["objects"].values() for job in s.get("pending_jobs", [])]
-        # One wait per object at most (Accounts, then their Contacts); then the next run collects.
-        if pending and self.deferrable and deferrals < MAX_DEFERRALS:
-            from hotcrm.airflow.triggers import SalesforceBulkJobTrigger
-
-            self.log.info("Waiting in the triggerer for bulk job(s) %s", ", ".join(pending))
-            from hotcrm.salesforce.settings import BulkSettings
-
-            poll = self.poll_interval or BulkSettings.from_env().poll_seconds
-            self.defer(
-                trigger=SalesforceBulkJobTrigger(
-                    job_ids=pending,
-                    salesforce_conn_id=self.salesforce_conn_id,
-                    poll_interval=poll,
-                    timeout=self.defer_timeout,
-                    carry={"first": summary, "deferrals": deferrals + 1},
-                ),
-                method_name="execute_complete",
-                kwargs={"first": summary, "deferrals": deferrals + 1},
-            )
-        return summary
-
-    def execute_complete(
-        self,
-        context: Any,
-        event: dict[str, Any],
-        first: dict[str, Any] | None = None,
-        deferrals: int | None = None,
-    ) -> dict[str, Any]:
-        """Back from the trigger: collect the jobs' results, send what waited; one summary for both.
-
-        ``first`` and ``deferrals`` come from the deferral's kwargs, or from the event's
-        ``carry`` where the runner dropped those kwargs (``dag.test()`` does)."""
-        from hotcrm.salesforce.sync import merge_summaries
-
-        carry = event.get("carry") or {}
-        if first is None:
-            first = carry.get("first")
-        if first is None:
-            raise RuntimeError("execute_complete: the first part's summary was lost (no 'first' kwarg or carry)")
-        deferrals = deferrals if deferrals is not None else int(carry.get("deferrals", 1))
-
-        self.log.info(
-            "Bulk job wait ended (%s): %s %s", event.get("status"), event.get("states"), event.get("message", "")
-        )
-        second = run_salesforce_sync(
-            context["params"],
-            context["run_id"],
-            bulk_wait_seconds=self._wait(),
-            salesforce_conn_id=self.salesforce_conn_id,
-        )
-        return self._defer_or_return(merge_summaries(first, second), deferrals)
 
 
 def fail_if_partial(summary: dict[str, Any]) -> str:
@@ -434,3 +341,12 @@ def fail_if_partial(summary: dict[str, Any]) -> str:
             "next run (results already received are written back); see salesforce_sync_runs."
         )
     return summary["outcome"]
+
+
+def __getattr__(name: str) -> Any:
+    # The operator moved to hotcrm.airflow.operators (with every HotCRM operator); old imports keep working.
+    if name == "HotCrmSalesforceSyncOperator":
+        from hotcrm.airflow.operators import HotCrmSalesforceSyncOperator
+
+        return HotCrmSalesforceSyncOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,10 +7,9 @@ import logging
 import threading
 import time
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from hotcrm.airflow.hooks import HotCrmDatabaseHook
+from hotcrm.airflow.hooks import HotCrmDatabaseHook, HotCrmWebhookSourceHook
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class AirflowSourceRegistry:
 
     def __call__(self, source: str):
         """The config of ``source``, or ``None`` when it has no connection."""
-        from hotcrm.webhooks.config import SOURCE_NAME, config_from_connection, conn_id
+        from hotcrm.webhooks.config import SOURCE_NAME, conn_id
 
         if not SOURCE_NAME.match(source):
             return None
@@ -40,11 +39,9 @@ class AirflowSourceRegistry:
         if cached and now - cached[0] < self.ttl_seconds:
             return cached[1]
         try:
-            conn = BaseHook.get_connection(conn_id(source))
+            config = HotCrmWebhookSourceHook(conn_id(source)).get_source_config()
         except AirflowNotFoundException:
             config = None
-        else:
-            config = config_from_connection(source, conn.password, conn.extra_dejson)
         with self._lock:
             self._cache[source] = (now, config)
         return config
@@ -53,3 +50,12 @@ class AirflowSourceRegistry:
 def inbox_database_url() -> str:
     """The CRM database URL (the inbox lives there), from the ``hotcrm_db`` connection."""
     return HotCrmDatabaseHook().get_database_url()
+
+
+def requeue_dead_letters(source: str | None = None, db_url: str | None = None) -> dict[str, int]:
+    """Put the inbox's dead letters (of ``source``, or all) back to pending; returns ``{"requeued": n}``."""
+    from hotcrm.webhooks.inbox import requeue
+
+    count = requeue(db_url or inbox_database_url(), source=source or None)
+    log.info("requeued %d dead letters", count)
+    return {"requeued": count}

@@ -16,6 +16,6 @@ def run(ctx) -> list[str]:
         result = ctx.run_dag("account_export", conf)
         if not result.succeeded:
             raise RuntimeError(f"account_export ({label}) ended {result.state}: see the task log above")
-        manifest = result.returns["publish_export"]
+        manifest = result.returns["export"]
         lines.append(f"{label}: {manifest['record_count']} Accounts -> {manifest['url']} (manifest beside it)")
     return lines
