@@ -87,9 +87,17 @@ def import_incoming_file(
         log.info("%s was already handled by an earlier try (file_id %s)", file_name, previous.file_id)
         result = previous.to_dict()
     else:
-        result = import_lead_file(
-            source, database_url, processed_dir=folders["processed"], failed_dir=folders["failed"], progress=log.info
-        ).to_dict()
+        try:
+            result = import_lead_file(
+                source,
+                database_url,
+                processed_dir=folders["processed"],
+                failed_dir=folders["failed"],
+                progress=log.info,
+            ).to_dict()
+        except BaseException as exc:  # the task fails: no ledger row may stay "processing"
+            _close_ledger(database_url, str(source), exc)
+            raise
     if queue_import_summary(database_url, result):
         log.info("%s: summary email queued for the uploader", file_name)
     if result["status"] == "failed" and fail_task:
@@ -101,6 +109,17 @@ def import_incoming_file(
             result,
         )
     return result
+
+
+def _close_ledger(database_url: str, path: str, exc: BaseException) -> None:
+    from hotcrm.leads.ledger import fail_unfinished
+
+    reason = f"the import task failed ({type(exc).__name__}: {exc}); the file stays in incoming/ for a retry"
+    try:
+        if fail_unfinished(database_url, path, reason):
+            log.warning("%s: ledger row marked failed (%s)", path, type(exc).__name__)
+    except Exception as close_error:  # the database may be what failed: report the original error
+        log.warning("%s: could not close its ledger row (%s)", path, type(close_error).__name__)
 
 
 def _fail_task(message: str, result: dict[str, Any]) -> None:
