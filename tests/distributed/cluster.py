@@ -241,6 +241,18 @@ class RestClient:
             time.sleep(2)
         raise AssertionError(f"{dag_id} {run_id} still {state} after {timeout}s")
 
+    def wait_for_all_runs(self, dag_id: str, timeout: float = 600) -> dict[str, str]:
+        """Wait until no run of ``dag_id`` is queued or running; returns run id -> state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.json("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+            states = {run["dag_run_id"]: run["state"] for run in runs}
+            if not set(states.values()) & {"queued", "running"}:
+                return states
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{dag_id} runs not finished after {timeout}s: {states}")
+            time.sleep(2)
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         return self.json("GET", path, params={"limit": 100})["task_instances"]

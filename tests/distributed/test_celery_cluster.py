@@ -15,6 +15,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
@@ -32,7 +33,7 @@ WORKERS = ("hotcrm-worker-a", "hotcrm-worker-b")
 SECRET = "whsec_" + "ZGlzdHJpYnV0ZWQtdGVzdC1zZWNyZXQtMzJieXRlcyE="
 # 200,000 by default (the issue's file); HOTCRM_DISTRIBUTED_LEAD_ROWS sizes it down.
 LEAD_ROWS = int(os.environ.get("HOTCRM_DISTRIBUTED_LEAD_ROWS", "200000"))
-INBOX_EVENTS = 3000
+INBOX_EVENTS = 2000
 HEARTBEAT_TIMEOUT = 30
 # Where to write the measured figures (JSON), for BENCHMARKS.md.
 RESULTS = Path(os.environ["HOTCRM_DISTRIBUTED_RESULTS"]) if os.environ.get("HOTCRM_DISTRIBUTED_RESULTS") else None
@@ -135,6 +136,14 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
+def _record(**figures) -> None:
+    """Add measured figures to the results file (HOTCRM_DISTRIBUTED_RESULTS), for BENCHMARKS.md."""
+    print("measured:", figures)
+    if RESULTS:
+        found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        RESULTS.write_text(json.dumps({**found, **figures}, indent=1))
+
+
 def _host_of(cluster, ti: dict) -> str | None:
     for host in cluster["network"].hosts.values():
         if ti.get("hostname") == host.address:
@@ -166,7 +175,8 @@ def _record_hosts(cluster, dag_id: str, run_id: str) -> None:
 
 def test_account_export_and_quote_emails_run_on_the_cluster(cluster):
     api = cluster["api"]
-    for dag_id in ("account_export", "quote_emails"):
+    # lead_import too: its first scheduled run (nothing dropped yet) is out of the way before the kill test.
+    for dag_id in ("account_export", "quote_emails", "lead_import"):
         api.unpause(dag_id)
     runs = {dag_id: api.trigger(dag_id) for dag_id in ("account_export", "quote_emails")}
     for dag_id, run_id in runs.items():
@@ -195,8 +205,8 @@ def test_a_worker_killed_in_the_middle_of_a_lead_import(cluster):
     with session_scope(cluster["crm_url"]) as session:
         leads_before = session.scalar(select(func.count()).select_from(Lead))
     cluster["s3"].client().upload_file(str(path), "hotcrm-distributed", f"imports/leads/incoming/{path.name}")
-    api.unpause("lead_import")
-    run_id = api.trigger("lead_import", {"file_name": path.name})
+    api.wait_for_all_runs("lead_import")
+    run_id = api.trigger("lead_import")
 
     def importing():
         with session_scope(cluster["crm_url"]) as session:
@@ -205,7 +215,8 @@ def test_a_worker_killed_in_the_middle_of_a_lead_import(cluster):
             )
 
     _wait_until(importing, 300, what="the import to start")
-    running = [ti for ti in api.task_instances("lead_import", run_id)
+    # Unpausing also started a scheduled run, which may be the one that took the file.
+    running = [ti for ti in api.task_instances("lead_import", "~")
                if ti["task_id"] == "import_file" and ti["state"] == "running"]  # fmt: skip
     assert running, "the ledger says processing but no import_file task runs"
     victim = cluster["network"].hosts[_host_of(cluster, running[0])]
@@ -214,7 +225,11 @@ def test_a_worker_killed_in_the_middle_of_a_lead_import(cluster):
     victim.start(cluster["env"], concurrency=1)  # a replacement machine joins
 
     assert api.wait_for_run("lead_import", run_id, timeout=900) == "success"
-    _record_hosts(cluster, "lead_import", run_id)
+    _record(lead_rows=LEAD_ROWS, lead_import_kill_to_success_seconds=round(time.time() - victim.kills[-1], 1))
+    runs = api.wait_for_all_runs("lead_import")
+    assert set(runs.values()) == {"success"}, runs
+    for other in runs:
+        _record_hosts(cluster, "lead_import", other)
     with session_scope(cluster["crm_url"]) as session:
         assert session.scalar(select(func.count()).where(ImportFile.status == PROCESSING)) == 0
         files = list(session.scalars(select(ImportFile).where(ImportFile.file_name == path.name)))
@@ -231,15 +246,21 @@ def test_a_worker_killed_in_the_middle_of_a_lead_import(cluster):
 def _post_deliveries(base_url: str, count: int) -> None:
     from hotcrm.webhooks.samples import encode, payment_event, signed_headers
 
+    local = threading.local()  # one keep-alive connection per sender thread
+
     def post(i: int) -> int:
         event = payment_event("payment.succeeded", f"txn_bench_{i}", "100.00", event_id=f"evt_dist_{i}")
         body = encode(event)
-        with httpx.Client(timeout=30) as client:
-            return client.post(f"{base_url}/hotcrm/webhooks/payment", content=body,
-                               headers=signed_headers("stripe", SECRET, body, event["id"])).status_code  # fmt: skip
+        if not hasattr(local, "client"):
+            local.client = clients.append(httpx.Client(timeout=30)) or clients[-1]
+        return local.client.post(f"{base_url}/hotcrm/webhooks/payment", content=body,
+                                 headers=signed_headers("stripe", SECRET, body, event["id"])).status_code  # fmt: skip
 
+    clients: list[httpx.Client] = []
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(post, range(count)))
+    for client in clients:
+        client.close()
     assert set(codes) == {202}, {c: codes.count(c) for c in set(codes)}
 
 
@@ -278,6 +299,11 @@ def test_a_worker_killed_while_it_holds_inbox_claims(cluster):
     victim = cluster["network"].hosts[name]
     assert victim.kill() > 0
     killed_at = victim.kills[-1]
+    runs_at_kill = {run_id} | {
+        r["dag_run_id"]
+        for r in api.json("GET", "/api/v2/dags/webhook_inbox/dagRuns", params={"limit": 100})["dag_runs"]
+        if r["state"] in ("queued", "running")
+    }
     with session_scope(cluster["crm_url"]) as session:
         orphaned = list(session.scalars(
             select(WebhookInbox.id).where(WebhookInbox.status == PROCESSING,
@@ -298,8 +324,12 @@ def test_a_worker_killed_while_it_holds_inbox_claims(cluster):
     stall = (last if last.tzinfo else last.replace(tzinfo=UTC)).timestamp() - killed_at
     print(f"inbox stall after a lost worker: {stall:.1f}s ({len(orphaned)} claimed rows)")
     victim.start(cluster["env"], concurrency=1)
-    assert api.wait_for_run("webhook_inbox", run_id, timeout=600) == "success"
-    _record_hosts(cluster, "webhook_inbox", run_id)
+    # Every run that was active at the kill ends successful (the killed task is retried after
+    # Airflow's heartbeat timeout); later runs keep coming every minute.
+    for other in runs_at_kill:
+        assert api.wait_for_run("webhook_inbox", other, timeout=600) == "success", other
+        _record_hosts(cluster, "webhook_inbox", other)
+    _record(inbox_kill_to_all_runs_success_seconds=round(time.time() - killed_at, 1))
 
     def drained():
         with session_scope(cluster["crm_url"]) as session:
@@ -312,8 +342,7 @@ def test_a_worker_killed_while_it_holds_inbox_claims(cluster):
     assert activities - activities_before == INBOX_EVENTS  # one Payment Activity per event, none twice
     assert len(events) - len(events_before) == INBOX_EVENTS  # one payment.received per Payment
     assert len({json.dumps(e["data"], sort_keys=True) for e in events}) == len(events)
-    if RESULTS:
-        RESULTS.write_text(json.dumps({"inbox_stall_seconds": round(stall, 1), "claimed_rows": len(orphaned)}))
+    _record(inbox_events=INBOX_EVENTS, inbox_stall_seconds=round(stall, 1), dead_worker_claims=len(orphaned))
     assert stall < 60, f"the inbox stalled {stall:.0f}s after a lost worker"
 
 
