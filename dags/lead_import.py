@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
+from hotcrm.airflow.leads import close_ledger_on_failure
+
 DAG_ID = "lead_import"
 LEADS_ASSET = Asset(name="hotcrm_leads", uri="hotcrm://crm/leads")
 
@@ -53,7 +55,13 @@ without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_fil
     max_active_runs=1,
     doc_md=DOC_MD,
     tags=["hotcrm", "leads", "import"],
-    default_args={"owner": "crm-data-team", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={
+        "owner": "crm-data-team",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        # A killed import_file try leaves no ledger row "processing" (hotcrm.airflow.leads).
+        "on_failure_callback": close_ledger_on_failure,
+    },
     params={
         "file_name": Param(
             None,

@@ -182,3 +182,59 @@ def test_a_sibling_still_at_work_keeps_its_rows(db_url):
     for thread in threads:
         thread.join()
     assert sum(r.processed for r in results) == 4
+
+
+class _KilledTry:
+    """What Airflow's DAG processor hands the failure callback of a try whose worker died:
+    the task instance (``xcom_pull`` reads find_files' list through the API server)."""
+
+    task_id = "import_file"
+
+    def __init__(self, map_index: int, files: list[str]) -> None:
+        self.map_index, self.files = map_index, files
+
+    def xcom_pull(self, task_ids: str, map_indexes: int):
+        assert (task_ids, map_indexes) == ("find_files", -1)
+        return self.files
+
+
+def test_the_failure_callback_closes_the_ledger_row_of_a_killed_try(hotcrm_env, monkeypatch):
+    from hotcrm.airflow.leads import close_ledger_on_failure, import_incoming_file, lead_folders
+    from hotcrm.leads import importer
+    from hotcrm.leads.models import ImportFile
+
+    db = hotcrm_env["database_url"]
+    for name in ("a.csv", "b.csv"):
+        drop(lead_folders(), name, f"First Name,Last Name,Company,Email\nAda,L,Acme,{name}@acme.example\n")
+
+    class Killed(BaseException):  # nothing of the task runs after it: no except clause, as with SIGKILL
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(importer, "_load", killed)
+        patch.setattr("hotcrm.airflow.leads._close_ledger", lambda *args: None)  # the process is gone
+        with pytest.raises(Killed):
+            import_incoming_file("b.csv", db)
+    with session_scope(db) as session:
+        assert [r.status for r in session.scalars(select(ImportFile))] == ["processing"]
+
+    close_ledger_on_failure({"ti": _KilledTry(1, ["a.csv", "b.csv"])})
+    with session_scope(db) as session:
+        (row,) = session.scalars(select(ImportFile)).all()
+        assert (row.file_name, row.status) == ("b.csv", "failed")
+        assert "no heartbeat" in row.error
+    assert import_incoming_file("b.csv", db)["status"] == "imported"  # the next run reuses the row
+
+
+def test_the_lead_import_dag_closes_the_ledger_of_a_failed_try(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from hotcrm.airflow.leads import close_ledger_on_failure
+    from tests.conftest import DAGS_FOLDER
+
+    dag = DagBag(dag_folder=str(DAGS_FOLDER / "lead_import.py")).get_dag("lead_import")
+    callbacks = dag.get_task("import_file").on_failure_callback
+    assert close_ledger_on_failure in (callbacks if isinstance(callbacks, list) else [callbacks])

@@ -96,7 +96,7 @@ def import_incoming_file(
                 progress=log.info,
             ).to_dict()
         except BaseException as exc:  # the task fails: no ledger row may stay "processing"
-            _close_ledger(database_url, str(source), exc)
+            _close_ledger(database_url, str(source), f"{type(exc).__name__}: {exc}")
             raise
     if queue_import_summary(database_url, result):
         log.info("%s: summary email queued for the uploader", file_name)
@@ -111,15 +111,35 @@ def import_incoming_file(
     return result
 
 
-def _close_ledger(database_url: str, path: str, exc: BaseException) -> None:
+def _close_ledger(database_url: str, path: str, cause: str) -> None:
     from hotcrm.leads.ledger import fail_unfinished
 
-    reason = f"the import task failed ({type(exc).__name__}: {exc}); the file stays in incoming/ for a retry"
+    reason = f"the import task failed ({cause}); the file stays in incoming/ for a retry"
     try:
         if fail_unfinished(database_url, path, reason):
-            log.warning("%s: ledger row marked failed (%s)", path, type(exc).__name__)
+            log.warning("%s: ledger row marked failed (%s)", path, cause)
     except Exception as close_error:  # the database may be what failed: report the original error
         log.warning("%s: could not close its ledger row (%s)", path, type(close_error).__name__)
+
+
+def close_ledger_on_failure(context: Any) -> None:
+    """``on_failure_callback`` of the lead import. A try killed outright (SIGKILL, the OOM
+    killer, a lost machine) runs no ``except`` clause; Airflow fails it after its heartbeat
+    timeout and runs this callback (in the DAG processor), which closes the file's ledger row
+    if it is still ``processing``. Other failures closed it already (a no-op then)."""
+    ti = context["ti"]
+    if ti.task_id != "import_file":
+        return
+    try:
+        from hotcrm.airflow.hooks import HotCrmDatabaseHook
+
+        # import_file is mapped over find_files' list: its map index is the file's place in it.
+        file_name = ti.xcom_pull(task_ids="find_files", map_indexes=-1)[ti.map_index]
+        source = lead_folders()["incoming"] / file_name
+        reason = context.get("exception") or "no heartbeat: its worker died or was killed"
+        _close_ledger(HotCrmDatabaseHook().get_database_url(), str(source), str(reason))
+    except Exception as exc:  # a callback must not fail; the next run's retry of the file reuses the row
+        log.warning("lead import failure callback: could not close the ledger row (%s: %s)", type(exc).__name__, exc)
 
 
 def _fail_task(message: str, result: dict[str, Any]) -> None:
