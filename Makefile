@@ -23,7 +23,7 @@ VENV_TOOLS := "pip>=25.3" "setuptools>=78.1.1,<81"
 help:
 	@echo "make demo      set up and run every pipeline once on the embedded defaults"
 	@echo "make test      set up and run the whole test suite (PostgreSQL included)"
-	@echo "make test-distributed  CeleryExecutor with two worker hosts (network namespaces; root, 7-11 min)"
+	@echo "make test-distributed  CeleryExecutor with two worker hosts (network namespaces; root, 4-11 min)"
 	@echo "make airflow   airflow standalone with sample data (UI on http://localhost:8080, user admin; Ctrl-C stops all)"
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
 	@echo "make lint      ruff check and ruff format --check"
