@@ -20,11 +20,12 @@ export AIRFLOW_CONN_HOTCRM_DB ?= {"conn_type": "sqlite", "host": "$(HOTCRM_DATA_
 # pkg_resources, which some dependencies still import.
 VENV_TOOLS := "pip>=25.3" "setuptools>=78.1.1,<81"
 
-.PHONY: help setup venv-tools demo test airflow api lint audit benchmarks clean
+.PHONY: help setup venv-tools demo test test-distributed airflow api lint audit benchmarks clean
 
 help:
 	@echo "make demo      set up and run every pipeline once on the embedded defaults"
 	@echo "make test      set up and run the whole test suite (PostgreSQL included)"
+	@echo "make test-distributed  CeleryExecutor with two worker hosts (network namespaces; root, 4-11 min)"
 	@echo "make airflow   airflow standalone with sample data (UI on http://localhost:8080, user admin; Ctrl-C stops all)"
 	@echo "make api       serve the HTTP app alone under uvicorn on http://127.0.0.1:8000/hotcrm"
 	@echo "make lint      ruff check and ruff format --check"
@@ -58,6 +59,11 @@ PYTEST_ARGS ?= -n 2
 test: $(VENV)/.installed
 	bash scripts/ensure-system-packages.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Not part of `make test`: it needs root (ip netns) and runs a whole cluster. .ci/run calls it.
+test-distributed: $(VENV)/.installed
+	bash scripts/ensure-system-packages.sh
+	$(PY) -m pytest tests/distributed -m distributed -n 0 $(DISTRIBUTED_ARGS)
 
 airflow: setup
 	# Seeds the samples, local webhook source + SMTP sink, sized parallelism; Ctrl-C stops every process.

@@ -8,6 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from hotcrm.airflow.assets import LEAD_FILES, LEADS
+from hotcrm.airflow.leads import close_ledger_on_failure
 from hotcrm.airflow.operators import HotCrmLeadImportOperator
 from hotcrm.airflow.tasks import find_lead_files, summarize_lead_imports
 
@@ -61,7 +62,13 @@ without loading it: `hotcrm leads check FILE`. The ledger table `lead_import_fil
     max_active_runs=1,
     doc_md=DOC_MD,
     tags=["hotcrm", "leads", "import"],
-    default_args={"owner": "crm-data-team", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={
+        "owner": "crm-data-team",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        # A killed import_file try leaves no ledger row "processing" (hotcrm.airflow.leads).
+        "on_failure_callback": close_ledger_on_failure,
+    },
     render_template_as_native_obj=True,
     params={
         "file_name": Param(

@@ -28,8 +28,10 @@ result does not depend on how events are batched or ordered (README, "Order and 
 deliveries a second; one DAG run per delivery (or per asset event) would swamp the scheduler,
 while one run a minute drains everything due in batches. Retries need a clock anyway: a row
 waiting for its backoff (e.g. its Payment is not in the CRM yet) must be picked up again
-without a new delivery. `max_active_runs=1` keeps runs from piling up; a run stops after
-`max_seconds` so the next one starts on time.
+without a new delivery. A run stops after `max_seconds` so the next one starts on time;
+up to three runs may be active, so a run whose worker died (its task waits for Airflow's
+heartbeat timeout) does not hold the next ones back: claims are safe under concurrency, and
+a dead worker's rows are taken over when their 30 s lease ends.
 
 **Exactly once.** Rows are claimed in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL, an
 atomic `UPDATE ... RETURNING` claim under SQLite's write lock), by `workers` mapped tasks at
@@ -48,7 +50,7 @@ dead_lettered, stale) and the dead letters of the run.
     schedule="* * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=3,
     dagrun_timeout=timedelta(minutes=10),
     doc_md=DOC_MD,
     tags=["hotcrm", "webhooks", "payments"],

@@ -12,7 +12,7 @@ from hotcrm.api.standalone import create_standalone_app
 from hotcrm.crm.db import get_engine, session_scope
 from hotcrm.crm.models import Account, Activity, OutboxEvent, Payment
 from hotcrm.webhooks.config import connection_json, env_var
-from hotcrm.webhooks.inbox import claim_batch, parse_event_time, requeue, status_counts, store_delivery
+from hotcrm.webhooks.inbox import DEFAULT_LEASE, claim_batch, parse_event_time, requeue, status_counts, store_delivery
 from hotcrm.webhooks.models import WebhookInbox
 from hotcrm.webhooks.processing import backoff_delay, process_inbox
 from hotcrm.webhooks.samples import encode, payment_event, signed_headers
@@ -286,7 +286,7 @@ def test_rows_of_a_worker_that_died_are_taken_over_after_the_lease(db_url):
     for i in range(3):
         _store(db_url, payment_event("unknown.type", "t", event_id=f"e{i}"))
     assert len(claim_batch(db_url, "dead-worker", 10, now=T0)) == 3
-    assert claim_batch(db_url, "other", 10, now=T0 + timedelta(minutes=1)) == []
+    assert claim_batch(db_url, "other", 10, now=T0 + DEFAULT_LEASE - timedelta(seconds=1)) == []  # still leased
     result = process_inbox(db_url, worker="other", now=datetime.now(UTC) + timedelta(minutes=10))
     assert result.ignored == 3
 

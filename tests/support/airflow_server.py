@@ -25,9 +25,9 @@ SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_mana
 class AirflowApiServer:
     """The API server as a process group (stopped with the group: no worker is left behind)."""
 
-    def __init__(self, env: dict[str, str], work: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, env: dict[str, str], work: Path, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, free_port()
+        self.base_url = f"http://{host}:{self.port}"
         self.passwords = {user: secrets.token_urlsafe(12) for user in USERS}
         passwords_file = work / "passwords.json"
         passwords_file.write_text(json.dumps(self.passwords))
@@ -49,7 +49,7 @@ class AirflowApiServer:
     def start(self, timeout: float = 120) -> AirflowApiServer:
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "--port", str(self.port), "--host", "127.0.0.1",
+            [sys.executable, "-m", "airflow", "api-server", "--port", str(self.port), "--host", self.host,
              "--workers", "1"],
             env=self.env,
             stdout=self._log,

@@ -45,7 +45,10 @@ class PostgresServer:
 
     user = "hotcrm"
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", trusted_network: str | None = None) -> None:
+        # ``host``/``trusted_network``: a second address to listen on and the clients allowed
+        # there (the distributed test's workers reach the server from their own namespaces).
+        self.host, self.trusted_network = host, trusted_network
         self.bin_dir = find_bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="hotcrm-pg-"))
         self.data_dir = self.root / "data"
@@ -89,8 +92,12 @@ class PostgresServer:
             "--encoding=UTF8",
             "--no-sync",
         )
+        listen = ",".join(dict.fromkeys(["127.0.0.1", self.host]))
+        if self.trusted_network:
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.trusted_network} trust\n")
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-p {self.port} -k {self.root} -c listen_addresses={listen} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
@@ -129,7 +136,7 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         """A SQLAlchemy URL for ``database``."""
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
     def create_database(self, template: str | None = None, name: str | None = None) -> str:
         """Create a database (optionally as a copy of ``template``); returns its name."""

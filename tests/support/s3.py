@@ -19,14 +19,14 @@ class S3Server:
     secret_key = "testing"
     region = "us-east-1"
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, free_port()
+        self._server = ThreadedMotoServer(ip_address=host, port=self.port, verbose=False)
 
     @property
     def endpoint_url(self) -> str:
         """Where the server listens."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> S3Server:
         """Start serving (quietly: werkzeug would log every request)."""

@@ -108,8 +108,8 @@ class SmtpServer:
         self.controller.stop()
 
 
-def start_smtp(tls: bool = False, flaky_failures: int = 1, cert_dir=None) -> SmtpServer:
-    """Start an SMTP server on 127.0.0.1 (with STARTTLS when ``tls``)."""
+def start_smtp(tls: bool = False, flaky_failures: int = 1, cert_dir=None, host: str = "127.0.0.1") -> SmtpServer:
+    """Start an SMTP server on ``host`` (loopback; with STARTTLS when ``tls``)."""
     handler = Handler(flaky_failures=flaky_failures)
     port = _free_port()
     kwargs = {}
@@ -125,9 +125,9 @@ def start_smtp(tls: bool = False, flaky_failures: int = 1, cert_dir=None) -> Smt
         cert.configure_cert(context)
         kwargs = {"tls_context": context, "require_starttls": True}
         cert_pem = ca.cert_pem.bytes().decode()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller = Controller(handler, hostname=host, port=port, **kwargs)
     controller.start()
-    return SmtpServer(controller, handler, "127.0.0.1", port, cert_pem)
+    return SmtpServer(controller, handler, host, port, cert_pem)
 
 
 @pytest.fixture

@@ -112,3 +112,24 @@ def summarize_outcomes(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         # The run's state follows this last task: a failed file makes the whole run red.
         _fail_task(f"{len(failed)} of {len(outcomes)} file(s) failed: {', '.join(failed)}", totals)
     return totals
+
+
+def close_ledger_on_failure(context: Any) -> None:
+    """``on_failure_callback`` of the lead import. A try killed outright (SIGKILL, the OOM
+    killer, a lost machine) runs no ``except`` clause; Airflow fails it after its heartbeat
+    timeout and runs this callback (in the DAG processor), which closes the file's ledger row
+    if it is still ``processing``. Other failures closed it already (a no-op then)."""
+    ti = context["ti"]
+    if ti.task_id != "import_file":
+        return
+    try:
+        from hotcrm.airflow.hooks import HotCrmDatabaseHook
+        from hotcrm.leads.ledger import close_unfinished
+
+        # import_file is mapped over find_files' list: its map index is the file's place in it.
+        file_name = ti.xcom_pull(task_ids="find_files", map_indexes=-1)[ti.map_index]
+        source = lead_folders()["incoming"] / file_name
+        reason = context.get("exception") or "no heartbeat: its worker died or was killed"
+        close_unfinished(HotCrmDatabaseHook().get_database_url(), str(source), str(reason))
+    except Exception as exc:  # a callback must not fail; the next run's retry of the file reuses the row
+        log.warning("lead import failure callback: could not close the ledger row (%s: %s)", type(exc).__name__, exc)

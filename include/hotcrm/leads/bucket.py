@@ -14,6 +14,7 @@ import os
 import stat
 from typing import Any
 
+from hotcrm.leads import ledger
 from hotcrm.storage import bucket_root, is_local
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,17 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
         log.info("%s was already handled by an earlier try (file_id %s)", file_name, previous.file_id)
         result = previous.to_dict()
     else:
-        result = import_lead_file(
-            source, database_url, processed_dir=folders["processed"], failed_dir=folders["failed"], progress=log.info
-        ).to_dict()
+        try:
+            result = import_lead_file(
+                source,
+                database_url,
+                processed_dir=folders["processed"],
+                failed_dir=folders["failed"],
+                progress=log.info,
+            ).to_dict()
+        except BaseException as exc:  # the import failed: no ledger row may stay "processing"
+            ledger.close_unfinished(database_url, str(source), f"{type(exc).__name__}: {exc}")
+            raise
     if queue_import_summary(database_url, result):
         log.info("%s: summary email queued for the uploader", file_name)
     return result

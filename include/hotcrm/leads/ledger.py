@@ -7,6 +7,7 @@ sha256 makes a second drop of an imported file a duplicate.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from hotcrm.leads.models import (
     PROCESSING,
     ImportFile,
 )
+
+log = logging.getLogger(__name__)
 
 CHECKED = "checked"  # check_lead_file's status for a file that would be imported
 
@@ -189,3 +192,33 @@ def outcome_from_ledger(database_url: str, path: str) -> ImportOutcome | None:
             report_path=row.report_path,
             **row.counts(),
         )
+
+
+_MAX_ERROR_LENGTH = 2000
+
+
+def fail_unfinished(database_url: str, path: str, error: str) -> int:
+    """Mark the ``processing`` ledger rows of ``path`` as ``failed`` with ``error``; returns how many.
+
+    A row is ``processing`` while its import runs. An import that raises (a lost database, a
+    bucket error, the task killed by a timeout or with its worker) would leave it so, and the
+    ledger would claim forever that the file is being imported. A retry of the same file and
+    content reuses the row (see ``importer._claim``)."""
+    statement = (
+        update(ImportFile)
+        .where(ImportFile.path == path, ImportFile.status == PROCESSING)
+        .values(status=FAILED, error=error[:_MAX_ERROR_LENGTH], finished_at=utcnow())
+    )
+    with session_scope(database_url) as session:
+        return session.execute(statement).rowcount or 0
+
+
+def close_unfinished(database_url: str, path: str, cause: str) -> None:
+    """:func:`fail_unfinished` for an import that failed with ``cause``, never raising: the
+    database may be what failed, and the original error is the one to report."""
+    reason = f"the import failed ({cause}); the file stays in incoming/ for a retry"
+    try:
+        if fail_unfinished(database_url, path, reason):
+            log.warning("%s: ledger row marked failed (%s)", path, cause)
+    except Exception as close_error:
+        log.warning("%s: could not close its ledger row (%s)", path, type(close_error).__name__)

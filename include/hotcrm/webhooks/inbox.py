@@ -24,7 +24,10 @@ from hotcrm.crm.db import get_engine, is_postgresql, session_scope
 from hotcrm.crm.models import utcnow
 from hotcrm.webhooks.models import DEAD, PENDING, PROCESSING, STATUSES, WebhookInbox
 
-DEFAULT_LEASE = timedelta(minutes=5)
+# How long a claim holds its rows. A batch is applied in well under a second, and on
+# PostgreSQL the rows stay locked while it is, so a short lease only matters when a worker
+# died: its rows are due again this soon (the stall after a lost worker, see README).
+DEFAULT_LEASE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,17 @@ def claim_batch(
     with engine.begin() as conn:
         ids = list(conn.execute(statement).scalars())
     return sorted(ids)
+
+
+def next_lease_end(database_url: str, now: datetime | None = None) -> float | None:
+    """Seconds until the earliest lease of a ``processing`` row ends (0 if one has ended
+    already), or None when no row is claimed."""
+    with session_scope(database_url) as session:
+        earliest = session.scalar(select(func.min(WebhookInbox.locked_until)).where(WebhookInbox.status == PROCESSING))
+    if earliest is None:
+        return None
+    earliest = earliest if earliest.tzinfo else earliest.replace(tzinfo=UTC)
+    return max(0.0, (earliest - (now or utcnow())).total_seconds())
 
 
 def requeue(

@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hotcrm.crm.models import Base, utcnow
 
 # Row states. pending -> processing (claimed) -> done | ignored | pending (retry) | dead.
+# Who holds a claim: the worker's host and the Airflow task instance (see processing.default_worker_name).
+CLAIMED_BY_LENGTH = 255
+
 PENDING = "pending"
 PROCESSING = "processing"
 DONE = "done"
@@ -50,7 +53,7 @@ class WebhookInbox(Base):
     status: Mapped[str] = mapped_column(String(20), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_by: Mapped[str | None] = mapped_column(String(CLAIMED_BY_LENGTH))
     locked_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[str | None] = mapped_column(Text)

@@ -28,8 +28,8 @@ from hotcrm.crm.models import OutboxEvent, Payment, new_id, utcnow
 from hotcrm.retry import exponential_delay
 from hotcrm.webhooks.config import DEFAULT_PAYMENT_PATH, SourceConfigError, SourceRegistry, env_source_registry
 from hotcrm.webhooks.handlers import HANDLERS, EventContext, PayloadError, RetryableError, aware, payment_refs
-from hotcrm.webhooks.inbox import DEFAULT_LEASE, claim_batch
-from hotcrm.webhooks.models import DEAD, DONE, IGNORED, PENDING, PROCESSING, WebhookInbox
+from hotcrm.webhooks.inbox import DEFAULT_LEASE, claim_batch, next_lease_end
+from hotcrm.webhooks.models import CLAIMED_BY_LENGTH, DEAD, DONE, IGNORED, PENDING, PROCESSING, WebhookInbox
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,16 @@ def backoff_delay(attempts: int, base: float = DEFAULT_BACKOFF_SECONDS) -> timed
 
 
 def default_worker_name() -> str:
-    """A name for this worker that is unique across hosts and processes."""
-    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who claims: the host and, inside an Airflow task, the task instance (dag/run/task/try,
+    from the ``AIRFLOW_CTX_*`` variables Airflow's task runner exports), so a stuck claim
+    names the worker and the task log to look at; elsewhere the process id. Unique across
+    hosts and processes (a mapped task appends its map index)."""
+    host = socket.gethostname()[:63]
+    ctx = {key: os.environ.get(f"AIRFLOW_CTX_{key}") for key in ("DAG_ID", "DAG_RUN_ID", "TASK_ID", "TRY_NUMBER")}
+    if ctx["DAG_ID"] and ctx["TASK_ID"]:
+        name = f"{host} {ctx['DAG_ID']}/{ctx['DAG_RUN_ID']}/{ctx['TASK_ID']}/try{ctx['TRY_NUMBER']}"
+        return name[: CLAIMED_BY_LENGTH - 16]  # room for a map index suffix
+    return f"{host} pid{os.getpid()} {uuid.uuid4().hex[:8]}"
 
 
 def process_inbox(
@@ -109,6 +117,8 @@ def process_inbox(
         clock = now or utcnow()
         ids = claim_batch(database_url, worker, batch_size, now=clock, lease=lease)
         if not ids:
+            if now is None and max_seconds is not None and _await_lease(database_url, started + max_seconds):
+                continue  # a claim of a worker that may be dead ends within our budget: take it over
             break
         result = _process_claimed(database_url, worker, ids, clock, max_attempts, backoff_seconds, paths)
         result.batches = 1
@@ -128,6 +138,18 @@ def process_inbox(
             letter["reason"],
         )
     return total
+
+
+def _await_lease(database_url: str, deadline: float) -> bool:
+    """Nothing is due, but rows are claimed (by a sibling at work, or by a worker that died):
+    wait a moment and return True if the earliest lease ends before ``deadline`` (monotonic),
+    so the drain takes a dead worker's rows over instead of leaving them to the next run."""
+    remaining = deadline - time.monotonic()
+    wait = next_lease_end(database_url)
+    if wait is None or wait >= remaining:
+        return False
+    time.sleep(min(max(wait, 0.05), 1.0, remaining))
+    return True
 
 
 class PaymentPaths:
