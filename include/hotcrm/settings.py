@@ -26,6 +26,12 @@ def data_dir() -> Path:
     return Path(os.environ.get("HOTCRM_DATA_DIR", PROJECT_DIR / "data")).resolve()
 
 
+def airflow_task_context() -> dict[str, str | None]:
+    """The task instance this process runs, from the ``AIRFLOW_CTX_*`` variables Airflow's task
+    runner exports (``DAG_ID``, ``DAG_RUN_ID``, ``TASK_ID``, ``TRY_NUMBER``; None outside a task)."""
+    return {key: os.environ.get(f"AIRFLOW_CTX_{key}") for key in ("DAG_ID", "DAG_RUN_ID", "TASK_ID", "TRY_NUMBER")}
+
+
 # --- the CRM database ----------------------------------------------------------------------
 #
 # One source of truth: the ``hotcrm_db`` Airflow connection. Airflow reads it from any

@@ -14,7 +14,6 @@ import os
 import stat
 from typing import Any
 
-from hotcrm.leads import ledger
 from hotcrm.storage import bucket_root, is_local
 
 log = logging.getLogger(__name__)
@@ -82,6 +81,7 @@ def import_incoming_file(file_name: str, database_url: str, root: Any = None) ->
     import is returned instead. Either way the uploader's summary email is queued (once per
     file, see :mod:`hotcrm.leads.notices`).
     """
+    from hotcrm.leads import ledger  # (here, not at the top: DAG files import this module when parsed)
     from hotcrm.leads.importer import import_lead_file, outcome_from_ledger
     from hotcrm.leads.notices import queue_import_summary
 

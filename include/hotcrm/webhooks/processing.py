@@ -26,6 +26,7 @@ from hotcrm.crm.db import is_postgresql, session_scope
 from hotcrm.crm.events import EVENT_TYPES
 from hotcrm.crm.models import OutboxEvent, Payment, new_id, utcnow
 from hotcrm.retry import exponential_delay
+from hotcrm.settings import airflow_task_context
 from hotcrm.webhooks.config import DEFAULT_PAYMENT_PATH, SourceConfigError, SourceRegistry, env_source_registry
 from hotcrm.webhooks.handlers import HANDLERS, EventContext, PayloadError, RetryableError, aware, payment_refs
 from hotcrm.webhooks.inbox import DEFAULT_LEASE, claim_batch, next_lease_end
@@ -75,7 +76,7 @@ def default_worker_name() -> str:
     names the worker and the task log to look at; elsewhere the process id. Unique across
     hosts and processes (a mapped task appends its map index)."""
     host = socket.gethostname()[:63]
-    ctx = {key: os.environ.get(f"AIRFLOW_CTX_{key}") for key in ("DAG_ID", "DAG_RUN_ID", "TASK_ID", "TRY_NUMBER")}
+    ctx = airflow_task_context()
     if ctx["DAG_ID"] and ctx["TASK_ID"]:
         name = f"{host} {ctx['DAG_ID']}/{ctx['DAG_RUN_ID']}/{ctx['TASK_ID']}/try{ctx['TRY_NUMBER']}"
         return name[: CLAIMED_BY_LENGTH - 16]  # room for a map index suffix
