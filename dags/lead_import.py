@@ -24,7 +24,7 @@ default, `s3://` through the `hotcrm_bucket` connection). Each file becomes Lead
 database (`hotcrm_db`); rows that cannot be loaded are reported line by line.
 
 **Trigger.** A file drop starts a run within seconds: the DAG is scheduled on the
-`hotcrm_lead_files` Asset (`hotcrm://imports/leads/incoming`), whose `AssetWatcher` runs in
+`hotcrm_lead_files` Asset (`x-hotcrm://imports/leads/incoming`), whose `AssetWatcher` runs in
 Airflow's **triggerer** (it must be running): it lists `incoming/` every 5 s (no worker held,
 no empty runs) and fires once per new file, when the file is complete (a local file
 untouched for 2 s; an S3 object once its upload finished; `*.part`/`*.tmp` never). The run

@@ -1,4 +1,8 @@
-"""Every Airflow asset of HotCRM, defined once, with one URI scheme: ``hotcrm://``.
+"""Every Airflow asset of HotCRM, defined once, with one URI scheme: ``x-hotcrm://``.
+
+The ``x-`` prefix is Airflow's for schemes no provider defines: such a URI is taken as it is,
+where any other scheme makes Airflow load every provider's URI handlers to normalize it (up to
+half a second of each DAG file's parse; BENCHMARKS.md "DAG parse cost").
 
 DAGs (and other teams' DAGs) schedule on these names and URIs; they do not depend on the
 bucket or database behind them, which differ between environments.
@@ -18,7 +22,7 @@ from airflow.sdk import Asset, AssetWatcher
 from hotcrm.airflow.watchers import INCOMING_PREFIX, LeadFilesTrigger
 from hotcrm.exports.options import EXPORT_PREFIX
 
-SCHEME = "hotcrm"
+SCHEME = "x-hotcrm"
 
 LEAD_FILES = Asset(
     name="hotcrm_lead_files",

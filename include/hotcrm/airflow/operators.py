@@ -203,8 +203,8 @@ class HotCrmLeadImportOperator(_BucketMixin, HotCrmBaseOperator):
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs:
-            # Imported here: building a hotcrm:// Asset makes Airflow load every provider's URI
-            # handlers, a cost DAG files without these operators should not pay at parse time.
+            # Imported here: the assets module imports the watcher's trigger, which DAG files
+            # without these operators need not load at parse time.
             from hotcrm.airflow.assets import LEADS
 
             kwargs["outlets"] = [LEADS]
