@@ -9,6 +9,11 @@ RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /requirements.txt
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
+# The hotcrm package installed (editable: its config and migrations stay in include/), so its
+# `apache_airflow_provider` entry point registers it: `airflow providers list` shows it and the
+# UI's connection form knows its connection types. No dependencies: the pins above are all.
+COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow
 # HotCRM's local working folder (temporary files; the data itself is in the bucket and the database).
 RUN mkdir -p /opt/airflow/data
 ENV PYTHONPATH=/opt/airflow/include \

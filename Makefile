@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 
-export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
+# No PYTHONPATH: make setup installs the hotcrm package (editable), as a user's Airflow has it.
 export HOTCRM_DATA_DIR ?= $(CURDIR)/data
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags

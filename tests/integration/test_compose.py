@@ -156,11 +156,14 @@ def test_one_image_with_the_code_baked_in_on_every_component(stack):
     for folder in ("include/", "dags/", "plugins/"):
         assert re.search(rf"^COPY .*{folder} /opt/airflow/{folder}$", dockerfile, flags=re.MULTILINE), folder
     assert "PYTHONPATH=/opt/airflow/include" in dockerfile
+    # the package itself, for its provider entry point (connection forms, `airflow providers list`)
+    assert re.search(r"^RUN pip install .*--no-deps -e /opt/airflow$", dockerfile, flags=re.MULTILINE)
     # Only what the image needs is sent to the build: never .env, data/ or the venv.
     ignore = [line for line in (PROJECT_DIR / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
     assert ignore[0] == "*"
     assert {line for line in ignore if line.startswith("!")} == {
         "!requirements.txt",
+        "!pyproject.toml",
         "!include/",
         "!dags/",
         "!plugins/",
