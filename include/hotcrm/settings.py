@@ -41,6 +41,7 @@ def airflow_task_context() -> dict[str, str | None]:
 # when no connection is defined, then the embedded SQLite file.
 
 DATABASE_CONN_ID = "hotcrm_db"
+DATABASE_CONN_TYPE = "hotcrm_db"  # the provider's connection type (its form has a ``backend`` field)
 DATABASE_CONN_ENV = "AIRFLOW_CONN_HOTCRM_DB"
 DATABASE_URL_ENV = "HOTCRM_DATABASE_URL"
 
@@ -130,19 +131,39 @@ def parse_connection(value: str, where: str) -> dict[str, Any]:
     }
 
 
+def strip_extra_prefix(extra: Mapping[str, Any] | None, *conn_types: str) -> dict[str, Any]:
+    """A connection's extra with the old form's ``extra__<conn_type>__`` prefixes removed (and empty
+    values dropped): forms before Airflow 2.3 stored the fields that way."""
+    result: dict[str, Any] = {}
+    for key, value in (extra or {}).items():
+        for conn_type in conn_types:
+            key = key.removeprefix(f"extra__{conn_type}__")
+        if value not in (None, ""):
+            result[key] = value
+    return result
+
+
 def connection_url(conn: Mapping[str, Any], conn_id: str = DATABASE_CONN_ID) -> str:
-    """A ``postgres`` or ``sqlite`` connection (fields as :func:`parse_connection` gives them)
-    as a SQLAlchemy URL string; it carries the password: never log it."""
+    """A ``hotcrm_db`` (with its ``backend``), ``postgres`` or ``sqlite`` connection (fields as
+    :func:`parse_connection` gives them) as a SQLAlchemy URL string, the one conversion the
+    command line and the Airflow hook share; it carries the password: never log it."""
     from sqlalchemy.engine import URL
 
     conn_type = (conn.get("conn_type") or "").lower()
+    extra = strip_extra_prefix(conn.get("extra"), DATABASE_CONN_TYPE)
+    if conn_type == DATABASE_CONN_TYPE:
+        backend = str(extra.get("backend") or "postgresql").lower()
+        if backend not in ("postgresql", "sqlite"):
+            raise ValueError(
+                f"connection {conn_id!r}: backend {backend!r} is not supported; use 'postgresql' or 'sqlite'"
+            )
+        conn_type = backend
     if conn_type == "sqlite":
         path = conn.get("host") or conn.get("schema")
         if not path:
             raise ValueError(f"connection {conn_id!r}: a sqlite connection needs the file path as host")
         return f"sqlite:///{path}"
     if conn_type in ("postgres", "postgresql"):
-        extra = conn.get("extra") or {}
         url = URL.create(
             "postgresql+psycopg",
             username=conn.get("login") or None,
@@ -153,7 +174,10 @@ def connection_url(conn: Mapping[str, Any], conn_id: str = DATABASE_CONN_ID) -> 
             query={k: str(v) for k, v in extra.items() if k in ("sslmode", "application_name")},
         )
         return url.render_as_string(hide_password=False)
-    raise ValueError(f"connection {conn_id!r} has type {conn.get('conn_type')!r}; use 'postgres' or 'sqlite'")
+    raise ValueError(
+        f"connection {conn_id!r} has type {conn.get('conn_type')!r}; use 'postgres' or 'sqlite' "
+        f"(or {DATABASE_CONN_TYPE!r} with its backend)"
+    )
 
 
 def bucket_url() -> str:

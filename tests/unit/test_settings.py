@@ -26,6 +26,16 @@ CONNECTIONS = [
         "postgres://u:p@db.internal/hotcrm?sslmode=require&connect_timeout=5",
         "postgresql+psycopg://u:p@db.internal/hotcrm?sslmode=require",
     ),
+    # the provider's own type (the UI form): the backend in the extra, prefixed as old forms stored it
+    (
+        '{"conn_type": "hotcrm_db", "host": "/srv/hotcrm/hotcrm.db", "extra": {"backend": "sqlite"}}',
+        "sqlite:////srv/hotcrm/hotcrm.db",
+    ),
+    (
+        '{"conn_type": "hotcrm_db", "host": "h", "schema": "d", '
+        '"extra": {"extra__hotcrm_db__backend": "postgresql", "sslmode": "require"}}',
+        "postgresql+psycopg://h/d?sslmode=require",
+    ),
     (
         '{"conn_type": "postgres", "host": "h", "schema": "d", "extra": "{\\"sslmode\\": \\"verify-full\\"}"}',
         "postgresql+psycopg://h/d?sslmode=verify-full",
@@ -64,6 +74,10 @@ def test_the_fallback_then_the_embedded_default(tmp_path, monkeypatch):
     [
         ('{"conn_type": "mysql", "host": "h"}', "connection 'hotcrm_db' has type 'mysql'; use 'postgres' or 'sqlite'"),
         ('{"conn_type": "sqlite"}', "a sqlite connection needs the file path as host"),
+        (
+            '{"conn_type": "hotcrm_db", "extra": {"backend": "mysql"}}',
+            "connection 'hotcrm_db': backend 'mysql' is not supported; use 'postgresql' or 'sqlite'",
+        ),
         ('{"conn_type": "postgres",\n "host": }', "AIRFLOW_CONN_HOTCRM_DB: invalid JSON at line 2"),
         ("db.internal:5432", "AIRFLOW_CONN_HOTCRM_DB: not a connection"),
     ],

@@ -16,10 +16,9 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
-from sqlalchemy.engine import URL
 
 from hotcrm.airflow import connection_forms as forms
-from hotcrm.settings import default_database_url
+from hotcrm.settings import DATABASE_CONN_TYPE, connection_url, default_database_url, strip_extra_prefix
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +63,6 @@ class ConnectionForm:
         }
 
 
-def strip_extra_prefix(extra: dict[str, Any] | None, *conn_types: str) -> dict[str, Any]:
-    """A connection's extra with the old form's ``extra__<conn_type>__`` prefixes removed (and empty
-    values dropped): forms before Airflow 2.3 stored the fields that way."""
-    result: dict[str, Any] = {}
-    for key, value in (extra or {}).items():
-        for conn_type in conn_types:
-            key = key.removeprefix(f"extra__{conn_type}__")
-        if value not in (None, ""):
-            result[key] = value
-    return result
-
-
 class HotCrmDatabaseHook(ConnectionForm, BaseHook):
     """The CRM database, from the ``hotcrm_db`` connection.
 
@@ -89,7 +76,7 @@ class HotCrmDatabaseHook(ConnectionForm, BaseHook):
 
     conn_name_attr = "hotcrm_db_conn_id"
     default_conn_name = "hotcrm_db"
-    conn_type = "hotcrm_db"
+    conn_type = DATABASE_CONN_TYPE
     hook_name = "HotCRM database"
     conn_fields = forms.DATABASE_FIELDS
     field_behaviour = forms.DATABASE_BEHAVIOUR
@@ -113,36 +100,10 @@ class HotCrmDatabaseHook(ConnectionForm, BaseHook):
 
 
 def connection_to_url(conn: Any) -> str:
-    """An Airflow connection (``hotcrm_db``, ``postgres`` or ``sqlite``) as a SQLAlchemy URL string."""
-    conn_type = (conn.conn_type or "").lower()
-    extra = strip_extra_prefix(conn.extra_dejson, HotCrmDatabaseHook.conn_type)
-    if conn_type == HotCrmDatabaseHook.conn_type:
-        backend = str(extra.get("backend") or "postgresql").lower()
-        if backend not in ("postgresql", "sqlite"):
-            raise ValueError(
-                f"connection {conn.conn_id!r}: backend {backend!r} is not supported; use 'postgresql' or 'sqlite'"
-            )
-        conn_type = backend
-    if conn_type == "sqlite":
-        path = conn.host or conn.schema
-        if not path:
-            raise ValueError(f"connection {conn.conn_id!r}: a sqlite connection needs the file path as host")
-        return f"sqlite:///{path}"
-    if conn_type in ("postgres", "postgresql"):
-        url = URL.create(
-            "postgresql+psycopg",
-            username=conn.login or None,
-            password=conn.password or None,
-            host=conn.host or None,
-            port=conn.port or None,
-            database=conn.schema or None,
-            query={k: str(v) for k, v in extra.items() if k in ("sslmode", "application_name")},
-        )
-        return url.render_as_string(hide_password=False)
-    raise ValueError(
-        f"connection {conn.conn_id!r} has type {conn.conn_type!r}; use 'postgres' or 'sqlite' "
-        "(or 'hotcrm_db' with its backend)"
-    )
+    """An Airflow connection (``hotcrm_db``, ``postgres`` or ``sqlite``) as a SQLAlchemy URL string
+    (:func:`hotcrm.settings.connection_url`, which the command line uses too)."""
+    fields = {name: getattr(conn, name) for name in ("conn_type", "host", "login", "password", "port", "schema")}
+    return connection_url({**fields, "extra": conn.extra_dejson}, conn.conn_id)
 
 
 class HotCrmBucketHook(BaseHook):
