@@ -12,7 +12,6 @@ from typing import Any
 
 from hotcrm.airflow.storage import bucket_root
 from hotcrm.leads import bucket
-from hotcrm.leads.bucket import IGNORED_SUFFIXES, LEADS_PREFIX, is_lead_file_name  # noqa: F401 (the adapter's public names)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-INCOMING_PREFIX = "imports/leads/incoming"
+from hotcrm.leads.bucket import LEADS_PREFIX, is_lead_file_name
+
+INCOMING_PREFIX = f"{LEADS_PREFIX}/incoming"
 STATE_KEY = "fired"  # the asset state store's key for what the watcher fired for
 
 
@@ -175,8 +177,6 @@ def list_lead_files(incoming: Any) -> dict[str, dict[str, Any]]:
     One listing call (no per-file request), uncached: s3fs would otherwise answer from its
     listing cache, which never sees a new upload.
     """
-    from hotcrm.airflow.leads import is_lead_file_name
-
     if getattr(incoming, "protocol", "file") == "file":
         return _list_local(incoming.path, is_lead_file_name)
     fs = incoming.fs
