@@ -156,6 +156,7 @@ def test_plain_looking_rows_are_plain_and_amounts_are_read_in_the_files_format()
 
 # The reference for the byte scan: what a text block's cells may hold that the column checks must see.
 _TEXT_TO_CHECK = re.compile(f'[{_UNUSUAL_CLASS}\\x0b\\x0c"\\\\]')
+_UNUSUAL_RE = re.compile(f"[{_UNUSUAL_CLASS}]")
 
 
 def has_unusual(text: str, delimiter: str) -> bool:
@@ -172,9 +173,11 @@ def test_the_byte_scan_finds_every_character_the_column_checks_would():
     for _ in range(2_000):
         text = "".join(rnd.choice(["a", ",", "é", " ", "\n", *odd]) for _ in range(rnd.randint(0, 12)))
         needs = any(c in text for c in odd)
-        assert _scan(text.encode(), ",")[0] == needs, repr(text)
+        assert _scan(text.encode(), ",")[1] == needs, repr(text)
         assert has_unusual(text, ",") == needs, repr(text)
-    assert not _scan(b"a\tb\n", "\t")[0]  # the delimiter itself
+        # The characters the column checks look for (the others only ask for escaping).
+        assert _scan(text.encode(), ",")[0] == (_UNUSUAL_RE.search(text) is not None), repr(text)
+    assert not any(_scan(b"a\tb\n", "\t")[:2])  # the delimiter itself
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -197,12 +200,12 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
     if rnd.random() < 0.5:
         text = text.rstrip("\r\n")
     physical = text.splitlines(keepends=True)  # the test's lines hold no other line breaks
-    parsed = parse_text(text, len(physical), delimiter, width)
+    parsed = parse_text(text, 0, len(physical), delimiter, width)
     expected = list(csv.reader(physical, delimiter=delimiter))
     columns = [c.to_pylist() for c in parsed.cells]
     rows = list(zip(*columns, strict=True)) if columns and columns[0] else []
-    assert len(rows) == len(parsed.offsets)
-    for offset, row in zip(parsed.offsets.tolist(), rows, strict=True):
+    assert len(rows) == len(parsed.lines)
+    for offset, row in zip(parsed.lines.tolist(), rows, strict=True):
         if expected[offset]:  # a blank line comes out as a row of empty cells
             assert list(row) == expected[offset]
         else:
@@ -210,7 +213,7 @@ def test_arrow_parses_quote_free_lines_as_the_csv_module_does(seed):
     for offset, line in parsed.others:
         assert len(expected[offset]) not in (0, width) or line.strip() == ""
         assert next(csv.reader([line], delimiter=delimiter), []) == expected[offset]
-    assert sorted([*parsed.offsets.tolist(), *(o for o, _ in parsed.others)]) == list(range(len(physical)))
+    assert sorted([*parsed.lines.tolist(), *(o for o, _ in parsed.others)]) == list(range(len(physical)))
 
 
 def test_email_keys_flag_each_repeat_and_keep_the_first_line_of_each_hash():
@@ -245,8 +248,9 @@ def test_the_byte_scan_of_a_text_block_agrees_with_has_unusual_and_sees_every_pa
         for _ in range(1_500):
             pieces = ["a", "é", " ", delimiter, "\n", "\r\n", "ü", "x y", *odd]
             text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 14)))
-            unusual, padded = _scan(text.encode(), delimiter)
-            assert unusual == has_unusual(text, delimiter), repr(text)
+            unusual, escapes, padded = _scan(text.encode(), delimiter)
+            assert escapes == has_unusual(text, delimiter), repr(text)
+            assert unusual == (_UNUSUAL_RE.search(text) is not None), repr(text)
             lines = re.split(r"\r\n|\r|\n", text)  # (str.splitlines also splits at \x85, \x1c...)
             cells = [c for row in csv.reader(lines, delimiter=delimiter) for c in row]
             if any(c != c.strip(" \t\v\f") for c in cells):

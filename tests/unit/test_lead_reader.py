@@ -256,3 +256,105 @@ def test_quoted_line_breaks_keep_a_block_whole_with_each_records_first_line():
     # A record spanning lines with the wrong width is an unbalanced quote: left to the record-by-record path.
     header, lines, reader = read_header(io.StringIO('a,b\n"x\ny",1,2\n3,w\n', newline=""), ",")
     assert not any(isinstance(item, Block) for item in iter_blocks(lines, reader, 2))
+
+
+def _records_by_arrow(text: str, delimiter: str) -> tuple[list, int]:
+    """What the importer reads with Arrow where it can (``columnar.parse_quoted`` for blocks
+    with quotes, ``parse_text`` for the others) as records; and how many blocks Arrow parsed."""
+    import csv
+    import io
+
+    from hotcrm.leads.columnar import ParsedText, parse_quoted, parse_text
+    from hotcrm.leads.reader import Block, Record, TextBlock, is_blank, iter_blocks, ragged
+
+    header, lines, reader = read_header(io.StringIO(text, newline=""), delimiter)
+    width = len(header)
+
+    def quoted(first, block):
+        return parse_quoted(
+            first, block, delimiter, width, max_lines=lines.max_lines, max_chars=lines.max_chars, dialect=reader.dialect
+        )
+
+    records, by_arrow = [], 0
+    for item in iter_blocks(lines, reader, width, parse_quoted=quoted):
+        if isinstance(item, TextBlock):
+            item = parse_text(item.text, item.first, item.count, delimiter, width)
+        if isinstance(item, ParsedText):
+            by_arrow += item.escapes  # (quoted blocks)
+            found = []
+            rows = zip(*(c.to_pylist() for c in item.cells), strict=True) if width else []
+            for line, row in zip(item.lines.tolist(), rows, strict=True):
+                if not is_blank(list(row)):
+                    found.append((line, list(row), None))
+            for line, other in item.others:
+                cells = next(csv.reader([other], delimiter=delimiter), [])
+                if not is_blank(cells):
+                    found.append((line, cells, ragged(len(cells), width)))
+            records += sorted(found, key=lambda r: r[0])
+        elif isinstance(item, Block):
+            for number, row in zip(item.numbers(), item.rows, strict=True):
+                if not is_blank(row):
+                    records.append((number, row, None if len(row) == width else ragged(len(row), width)))
+        elif isinstance(item, Record):
+            records.append((item.line, item.cells, item.error))
+    return records, by_arrow
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_arrow_parses_quoted_blocks_as_the_csv_module_does(seed, monkeypatch):
+    """Blocks with quotes parsed by Arrow give the records, first lines and errors of the
+    record-by-record csv-module path: quoted delimiters and line breaks (CRLF, CR, LF), doubled
+    quotes, quotes inside unquoted cells, text after a closing quote, unbalanced quotes (left to
+    the csv module), blank and ragged lines."""
+    import random
+
+    from hotcrm.leads import reader as reader_module
+
+    rnd = random.Random(seed)
+    delimiter = rnd.choice([",", ";", "\t", "|"])
+    pieces = ["Ada", "", "  ", "é", "O'Brien", 'say "hi"', '"quoted"', '"a""b"', '""', f'"x{delimiter}y"']
+    pieces += ['"with\nnewline"', '"cr\rlf\r\nboth"', '"ab"c', 'x"y', '" padded "', "\u00a0nbsp"]
+    if seed % 3 == 0:
+        pieces.append('"open')  # an unbalanced quote now and then
+    lines = [delimiter.join(HEADER)]
+    for _ in range(400):
+        kind = rnd.random()
+        if kind < 0.04:
+            lines.append("")
+        elif kind < 0.06:
+            lines.append(delimiter * 3)
+        elif kind < 0.07:
+            lines.append("   ")
+        else:
+            lines.append(delimiter.join(rnd.choice(pieces) for _ in range(rnd.choice([4, 4, 4, 4, 3, 5]))))
+    text = "".join(line + rnd.choice(["\n", "\r\n", "\r\n", "\r"]) for line in lines)
+    if rnd.random() < 0.5:
+        text = text.rstrip("\r\n")
+    expected = _records(text, delimiter, line_by_line=True)
+    assert len(expected) > 300
+    for block_chars in (1, 300, 4096, 1 << 20):
+        monkeypatch.setattr(reader_module, "BLOCK_CHARS", block_chars)
+        found, by_arrow = _records_by_arrow(text, delimiter)
+        assert found == expected, block_chars
+        if block_chars == 1:  # (a block of one line: its quotes close on it, but for the unbalanced ones)
+            assert by_arrow, "no block was parsed by Arrow"
+
+
+def test_arrow_leaves_a_block_with_a_quote_that_never_closes_to_the_csv_module():
+    import csv
+
+    from hotcrm.leads.columnar import parse_quoted
+
+    limits = {"max_lines": 50, "max_chars": 1 << 20, "dialect": csv.excel}
+    good = ['1,"x\r\n', 'y"\n', "3,4\n"]
+    parsed = parse_quoted(10, good, ",", 2, **limits)
+    assert parsed.lines.tolist() == [10, 12] and [c.to_pylist() for c in parsed.cells] == [["1", "3"], ["x\r\ny", "4"]]
+    assert parse_quoted(10, ['1,"x\n', "y\n"], ",", 2, **limits) is None  # open at the end of the block
+    assert parse_quoted(10, ['1,"x\n', 'y"z\n'], ",", 2, **limits) is None  # closes on text, not a delimiter
+    assert parse_quoted(10, ['1,"x\n', 'y",2\n'], ",", 2, **limits) is None  # spans lines with another width
+    many = ['1,"x\n', *["y\n"] * 60, '"\n']
+    assert parse_quoted(10, many, ",", 2, **limits) is None  # past max_lines
+    assert parse_quoted(10, many, ",", 2, **{**limits, "max_lines": 100}) is not None
+    # Ragged single lines with quotes are others, with their lines.
+    parsed = parse_quoted(5, ['"a,b",c\n', '"d",e,f\n', "g,h\n"], ",", 2, **limits)
+    assert parsed.lines.tolist() == [5, 7] and parsed.others == [(6, '"d",e,f')]

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ import pyarrow.csv as pcsv
 from hotcrm.crm.models import api_to_attr
 from hotcrm.leads import rules
 from hotcrm.leads.numbers import AmountFormat
+from hotcrm.leads.reader import closes_cleanly
 
 # Characters str.strip() removes that an ASCII trim does not, other controls and the BOM:
 # a cell holding one anywhere takes the per-row path. (Literal characters above ASCII, so
@@ -66,37 +68,54 @@ def _international_sets() -> tuple[pa.Array, pa.Array, dict[int, pa.Array]]:
 
 @dataclass
 class ParsedText:
-    """Lines parsed by Arrow: the cells of those with the header's width, and the others."""
+    """Records parsed by Arrow: the cells of those with the header's width, and the others."""
 
     cells: list[pa.Array]  # one string array per column
-    offsets: np.ndarray  # each parsed row's line, counted from the text's first line (0)
-    others: list[tuple[int, str]]  # (line offset, text) of the lines with another width
-    unusual: bool  # a cell may hold a character :meth:`ColumnarRules.apply` must check for
+    lines: np.ndarray  # each parsed row's first physical line
+    others: list[tuple[int, str]]  # (line, text) of the single-line records with another width
+    unusual: bool  # a cell may hold a character of _UNUSUAL_CLASS (ColumnarRules.apply checks each column)
+    escapes: bool  # a cell may hold what JSON or COPY's text format escapes (quote, backslash, control...)
     padded: bool  # a cell may start or end with whitespace
+    backslash: bool = True  # a cell may hold a backslash (COPY's text format escapes it)
+    chars: int = 0  # characters of text parsed
+
+    @staticmethod
+    def concat(parts: Sequence[ParsedText]) -> ParsedText:
+        """Several parsed blocks as one batch (in file order)."""
+        if len(parts) == 1:
+            return parts[0]
+        width = len(parts[0].cells)
+        return ParsedText(
+            [pa.concat_arrays([part.cells[i] for part in parts]) for i in range(width)],
+            np.concatenate([part.lines for part in parts]),
+            [other for part in parts for other in part.others],
+            any(part.unusual for part in parts),
+            any(part.escapes for part in parts),
+            any(part.padded for part in parts),
+            any(part.backslash for part in parts),
+            sum(part.chars for part in parts),
+        )
 
 
-def parse_text(text: str, line_count: int, delimiter: str, width: int) -> ParsedText:
-    """Parse ``line_count`` lines without quote characters (each line one record) into columns.
-
-    Blank lines come out as rows of empty cells or among ``others``, like any line whose
-    number of fields is not ``width``; the caller decides what they are.
-    """
+def _read_csv(data: bytes, delimiter: str, width: int, *, quoted: bool) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Arrow's CSV reader on ``data`` (every cell a string, no header): the table of the
+    records with ``width`` fields and (record index from 0, text) of the others."""
     others: list[tuple[int, str]] = []
 
     def other(row) -> str:
         others.append((row.number - 1, row.text))
         return "skip"
 
-    data = text.encode("utf-8")
     names = [f"c{i}" for i in range(width)]
     table = pcsv.read_csv(
         pa.py_buffer(data),
         read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=max(len(data) + 1, 1 << 20)),
         parse_options=pcsv.ParseOptions(
             delimiter=delimiter,
-            quote_char=False,
+            quote_char='"' if quoted else False,
+            double_quote=quoted,
             escape_char=False,
-            newlines_in_values=False,
+            newlines_in_values=quoted,
             ignore_empty_lines=False,
             invalid_row_handler=other,
         ),
@@ -104,45 +123,139 @@ def parse_text(text: str, line_count: int, delimiter: str, width: int) -> Parsed
             column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
         ),
     )
+    return table, others
+
+
+def parse_text(text: str, first: int, line_count: int, delimiter: str, width: int) -> ParsedText:
+    """Parse ``line_count`` lines without quote characters (each line one record), the first
+    of them line ``first``, into columns.
+
+    Blank lines come out as rows of empty cells or among ``others``, like any line whose
+    number of fields is not ``width``; the caller decides what they are.
+    """
+    data = text.encode("utf-8")
+    table, others = _read_csv(data, delimiter, width, quoted=False)
     cells = [table.column(i).combine_chunks() for i in range(width)]
-    offsets = np.arange(line_count, dtype=np.int64)
+    lines = np.arange(first, first + line_count, dtype=np.int64)
     if others:
-        offsets = np.delete(offsets, [offset for offset, _ in others])
-    if len(offsets) != table.num_rows:  # never expected: Arrow split the lines differently
+        lines = np.delete(lines, [offset for offset, _ in others])
+    if len(lines) != table.num_rows:  # never expected: Arrow split the lines differently
         raise ValueError(f"parsed {table.num_rows} rows and {len(others)} others from {line_count} lines")
-    unusual, padded = _scan(data, delimiter)
-    return ParsedText(cells, offsets, others, unusual, padded)
+    unusual, escapes, padded = _scan(data, delimiter)
+    others = [(first + o, t) for o, t in others]
+    return ParsedText(cells, lines, others, unusual, escapes, padded, escapes, len(text))
 
 
-# Every byte but the ASCII ones that make a text block unusual: deleting them leaves the
-# unusual ones (_UNUSUAL_CLASS's controls, and what JSON escapes: vertical tab, form feed,
-# quote, backslash). A tab is unusual too unless it is the delimiter.
+def parse_quoted(
+    first: int, block: list[str], delimiter: str, width: int, *, max_lines: int, max_chars: int, dialect: Any
+) -> ParsedText | None:
+    """Parse physical lines with quote characters (``block``, the first of them line ``first``)
+    with Arrow; None when they are not made of whole, well-formed records (the caller then
+    parses them with the csv module, record by record where needed).
+
+    A record spans several lines (a quoted line break) only as the csv-module path takes one:
+    the header's width, at most ``max_lines`` lines and ``max_chars`` characters before its last
+    line, and quotes that close cleanly (``dialect``, strict). Each record's first line comes
+    from the line breaks in its cells. A blank sentinel line after the block shows whether the
+    last record closed its quotes: if it did not, the sentinel is swallowed.
+    """
+    text = "".join(block)
+    sentinel = "\n" if text.endswith(("\n", "\r")) else "\n\n"
+    if text.endswith("\r"):
+        sentinel = "\r"  # ("\r" + "\n" would be one line end)
+    data = (text + sentinel).encode("utf-8")
+    try:
+        table, others = _read_csv(data, delimiter, width, quoted=True)
+    except pa.ArrowInvalid:
+        return None
+    records = table.num_rows + len(others)
+    is_other = np.zeros(records, dtype=bool)
+    if others:
+        at = np.fromiter((index for index, _ in others), dtype=np.int64, count=len(others))
+        if at.min() < 0 or at.max() >= records or len(np.unique(at)) != len(at):
+            return None
+        is_other[at] = True
+    spans = np.ones(records, dtype=np.int64)
+    cells = [table.column(i).combine_chunks() for i in range(width)]
+    if records != len(block) + 1:  # some record spans lines: count the line breaks in its cells
+        for cell in cells:
+            values = cell.buffers()[2]
+            octets = values.to_pybytes() if values is not None else b""
+            if b"\n" in octets or b"\r" in octets:
+                spans[~is_other] += _line_breaks(cell)
+        spans[is_other] += np.array([_line_breaks_in(t) for _, t in others], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(spans)[:-1]])
+    if int(spans.sum()) != len(block) + 1 or is_other[-1] or spans[-1] != 1:
+        return None
+    if "".join(cell[-1].as_py() for cell in cells):  # the last record is not the blank sentinel
+        return None
+    cells = [cell.slice(0, len(cell) - 1) for cell in cells]
+    row_starts = starts[~is_other][:-1]
+    row_spans = spans[~is_other][:-1]
+    for start, span in zip(row_starts[row_spans > 1].tolist(), row_spans[row_spans > 1].tolist(), strict=True):
+        taken = block[start : start + span]
+        if span > max_lines or sum(map(len, taken[:-1])) > max_chars or not closes_cleanly(taken, dialect):
+            return None
+    if others and (spans[is_other] > 1).any():  # a record of several lines with another width: a stray quote
+        return None
+    other_lines = [(first + int(start), t) for start, (_, t) in zip(starts[is_other].tolist(), others, strict=True)]
+    unusual, _, padded = _scan(data, delimiter, quoted=True)  # (the sentinel adds nothing to either)
+    return ParsedText(cells, row_starts + first, other_lines, unusual, True, padded, b"\\" in data, len(text))
+
+
+def _line_breaks(values: pa.Array) -> np.ndarray:
+    """Line ends in each value, as ``readlines`` counts them (CRLF, CR or LF)."""
+    counts = [pc.count_substring(values, pattern) for pattern in ("\n", "\r", "\r\n")]
+    return (counts[0].to_numpy() + counts[1].to_numpy() - counts[2].to_numpy()).astype(np.int64)
+
+
+def _line_breaks_in(text: str) -> int:
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+# The bytes of characters of _UNUSUAL_CLASS below 0x80, and every byte but the ASCII ones
+# that ask for escaping (those, what JSON escapes: vertical tab, form feed, quote, backslash).
+# A tab is one too unless it is the delimiter.
+_UNUSUAL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
 _USUAL_BYTES = bytes(b for b in range(256) if b not in {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 34, 92})
+_ALL_BUT_UNUSUAL = bytes(b for b in range(256) if b not in _UNUSUAL_BYTES)
+# The first bytes of the UTF-8 of every character _UNUSUAL_UTF8 finds: memchr-speed tests first.
+_UNUSUAL_UTF8_LEADS = (b"\xc2\x85", b"\xc2\xa0", b"\xe1\x9a", b"\xe2\x80", b"\xe2\x81", b"\xe3\x80", b"\xef\xbb")
 _UNUSUAL_UTF8 = re.compile(
     b"|".join(re.escape(c.encode()) for c in "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
     + b"|\xe2\x80[\x80-\x8a]"  # U+2000 to U+200A
 )
 
 
-def _scan(data: bytes, delimiter: str) -> tuple[bool, bool]:
-    """(unusual, padded) for the UTF-8 of quote-free lines, in a few passes of C or SIMD:
-    whether a cell may hold a character of ``_UNUSUAL_CLASS`` or one JSON escapes (line ends
-    aside; a tab unless it is the delimiter), and whether whitespace touches a delimiter or a
-    line end."""
+def _scan(data: bytes, delimiter: str, *, quoted: bool = False) -> tuple[bool, bool, bool]:
+    """(unusual, escapes, padded) for the UTF-8 of lines, in a few passes of C or SIMD: whether
+    a cell may hold a character of ``_UNUSUAL_CLASS``; whether one may hold a character JSON or
+    COPY's text format escapes (that, or a vertical tab, form feed, quote, backslash; a tab
+    unless it is the delimiter: line ends aside, which separate quote-free lines); and whether
+    whitespace touches a delimiter or a line end (``quoted``: or a quote, the edge of a quoted
+    cell)."""
     usual = _USUAL_BYTES if delimiter == "\t" else _USUAL_BYTES.replace(b"\t", b"")
-    unusual = bool(data.translate(None, usual)) or (not data.isascii() and _UNUSUAL_UTF8.search(data) is not None)
+    utf8 = (
+        not data.isascii()
+        and any(lead in data for lead in _UNUSUAL_UTF8_LEADS)
+        and _UNUSUAL_UTF8.search(data) is not None
+    )
+    unusual = utf8 or bool(data.translate(None, _ALL_BUT_UNUSUAL))
+    escapes = unusual or bool(data.translate(None, usual))
     octets = np.frombuffer(data, dtype=np.uint8)
     spaces = (octets == 32) | (octets == 11) | (octets == 12)
     if delimiter != "\t":
         spaces |= octets == 9
     where = np.flatnonzero(spaces)
     if not len(where):
-        return unusual, False
+        return unusual, escapes, False
     if where[0] == 0 or where[-1] == len(octets) - 1:
-        return unusual, True
+        return unusual, escapes, True
     neighbours = np.concatenate([octets[where - 1], octets[where + 1]])
     edges = (neighbours == ord(delimiter)) | (neighbours == 10) | (neighbours == 13)
-    return unusual, bool(edges.any())
+    if quoted:
+        edges |= neighbours == 34
+    return unusual, escapes, bool(edges.any())
 
 
 def cells_from_rows(rows: Sequence[Sequence[str]], width: int) -> list[pa.Array]:
@@ -189,14 +302,22 @@ class ColumnarRules:
         self.enabled = "Email" in self.columns and set(self.columns) <= set(rules.WRITABLE_FIELDS)
 
     def apply(
-        self, cells: Sequence[pa.Array], *, plain_text: bool = False, padded: bool = True, raw: bool = True
+        self,
+        cells: Sequence[pa.Array],
+        *,
+        unusual: bool = True,
+        escape_free: bool = False,
+        padded: bool = True,
+        raw: bool = True,
     ) -> ColumnarResult:
         """Validate the rows given column-wise (``width`` string arrays of one length).
 
-        ``plain_text``: the caller checked that no cell holds an unusual character (see
-        :func:`_scan`), which spares checking each column for them; ``padded=False``: that no cell
-        starts or ends with whitespace, which spares trimming them; ``raw=False``: the caller
-        does not keep the original cells (the result's ``raw`` is then all null).
+        ``unusual=False``: the caller checked that no cell holds a character of ``_UNUSUAL_CLASS``
+        (see :func:`_scan`), which spares checking each column for them; ``escape_free``: that
+        none holds one JSON escapes (the original cells are then joined, not encoded);
+        ``padded=False``: that no cell starts or ends with whitespace, which spares trimming
+        them; ``raw=False``: the caller does not keep the original cells (the result's ``raw``
+        is then all null).
         """
         count = len(cells[0]) if cells else 0
         if not self.enabled or count == 0:
@@ -210,7 +331,7 @@ class ColumnarRules:
             regions = self._regions(pc.utf8_trim(cells[country], _ASCII_SPACE) if padded else cells[country])
         for field, index in self.columns.items():
             cell = cells[index]
-            if not plain_text:
+            if unusual:
                 plain = pc.and_(plain, pc.invert(pc.match_substring_regex(cell, _UNUSUAL)))
             value = pc.utf8_trim(cell, _ASCII_SPACE) if padded else cell
             size = pc.binary_length(value)
@@ -238,7 +359,7 @@ class ColumnarRules:
         plain_count = int(plain_np.sum())
         empty = pa.nulls(plain_count, pa.string())
         staged = {attr: values[attr].filter(mask) if attr in values else empty for attr in self.lead_columns}
-        kept = self.raw_cells([c.filter(mask) for c in cells], plain_count, escape_free=plain_text) if raw else empty
+        kept = self.raw_cells([c.filter(mask) for c in cells], plain_count, escape_free=escape_free) if raw else empty
         return ColumnarResult(plain_np, staged, kept, staged["email"].to_pylist())
 
     def _none(self, count: int) -> ColumnarResult:

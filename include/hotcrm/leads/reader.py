@@ -24,7 +24,7 @@ import re
 import shutil
 import stat
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -648,12 +648,15 @@ class Block:
         return [self.first + offset for offset in self.offsets]
 
 
-def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | Block | Record]:
+def iter_blocks(
+    lines: _Lines, reader: Any, width: int, parse_quoted: Callable[[int, list[str]], Any] | None = None
+) -> Iterator[Any]:
     """The data records after the header, in file order, as blocks where that is safe.
 
     Lines are read in blocks of about ``BLOCK_CHARS``. A block without a quote character is
-    a :class:`TextBlock`; a block whose every line closes its quotes is parsed into a
-    :class:`Block`; otherwise the block is read record by record, as :class:`Record`: blank
+    a :class:`TextBlock`; a block whose every line closes its quotes is parsed by
+    ``parse_quoted(first line, lines)`` when given (what it returns is yielded; None: it
+    could not) or else into a :class:`Block`; otherwise the block is read record by record, as :class:`Record`: blank
     lines skipped, a record with the wrong number of fields with ``error`` set, and a
     record spanning several lines because an opening quote never closes rejected on its
     first line only, the following lines read again as records of their own.
@@ -666,10 +669,14 @@ def iter_blocks(lines: _Lines, reader: Any, width: int) -> Iterator[TextBlock | 
             if not block:
                 return
             text = "".join(block)
-            if "\x00" in text:  # rare: the records with a NUL are found one by one
+            if "\x00" in text or max(map(len, block)) >= FIELD_LIMIT:
+                # Rare: the records with a NUL, or past the csv module's field limit, found one by one.
                 lines.push_back(list(enumerate(block, first)))
-            elif quote not in text and max(map(len, block)) < FIELD_LIMIT:
+            elif quote not in text:
                 yield TextBlock(first, text, len(block))
+                continue
+            elif parse_quoted is not None and (parsed := parse_quoted(first, block)) is not None:
+                yield parsed
                 continue
             elif (parsed := _parse_block(block, dialect, width, lines.max_chars)) is not None:
                 yield Block(first, *parsed)
@@ -706,7 +713,7 @@ def _parse_block(
                 len(row) != width
                 or end - start > MAX_RECORD_LINES
                 or sum(map(len, block[start : end - 1])) > max_chars
-                or not _closes_cleanly(list(enumerate(block[start:end])), dialect)
+                or not closes_cleanly(block[start:end], dialect)
             ):
                 return None
             rows.append(row)
@@ -795,7 +802,8 @@ def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
         return _END
     first_line = taken[0][0]
     unclosed = lines.eof or lines.cut  # the reader wanted more lines for an open quote
-    if not unclosed and len(taken) > 1 and row is not None and not _closes_cleanly(taken, reader.dialect):
+    spans_lines = len(taken) > 1 and row is not None
+    if not unclosed and spans_lines and not closes_cleanly([text for _, text in taken], reader.dialect):
         # The quote "closed" on a later line by a quote of another record (followed by text,
         # not a delimiter): the lines between are records, not a field.
         unclosed, problem = True, f"its quote only closes on line {taken[-1][0]}, inside another record"
@@ -823,11 +831,11 @@ def _next_record(lines: _Lines, reader: Any, width: int) -> Record | None:
     return _checked(Record(first_line, row or [taken[0][1].rstrip("\r\n")], problem))
 
 
-def _closes_cleanly(taken: list[tuple[int, str]], dialect: Any) -> bool:
-    """True when a record of several lines parses strictly (each closing quote followed by a
+def closes_cleanly(lines: list[str], dialect: Any) -> bool:
+    """True when the lines of a record parse strictly (each closing quote followed by a
     delimiter or the line's end) as one record."""
     try:
-        rows = list(csv.reader(["".join(text for _, text in taken)], dialect, strict=True))
+        rows = list(csv.reader(["".join(lines)], dialect, strict=True))
     except csv.Error:
         return False
     return len(rows) == 1

@@ -1,7 +1,8 @@
 """Read, validate and send a lead file's rows: straight into ``leads`` (a direct load) or
 into the staging table (see :mod:`hotcrm.leads.loader`).
 
-Quote-free lines go through the column-wise rules in batches (:mod:`hotcrm.leads.columnar`);
+Blocks of lines that Arrow can parse (quote-free lines, and lines whose quotes close, a quoted
+line break included) go through the column-wise rules in batches (:mod:`hotcrm.leads.columnar`);
 other rows through the per-row rules. Every record is counted: loaded, rejected (with its
 line), or, for a repeated email, staged for the merge to report as a duplicate.
 """
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from hotcrm.crm.models import api_to_attr, utcnow
 from hotcrm.leads import keys, loader, numbers
-from hotcrm.leads.columnar import ColumnarRules, cells_from_rows, cells_json, parse_text
+from hotcrm.leads.columnar import ColumnarRules, ParsedText, cells_from_rows, cells_json, parse_quoted, parse_text
 from hotcrm.leads.keys import EmailKeys
 from hotcrm.leads.ledger import ImportOutcome
 from hotcrm.leads.models import REJECTED
@@ -47,7 +48,7 @@ from hotcrm.leads.reader import (
 from hotcrm.leads.rules import row_normalizer
 
 PROGRESS_EVERY = 100_000
-# Characters of quote-free lines parsed and checked together (the columnar rules' batch).
+# Characters of lines parsed by Arrow and checked together (the columnar rules' batch).
 TEXT_BATCH_CHARS = 2 * 1024 * 1024
 WAITING_ROWS = 4_096  # rows checked one at a time whose email hashes are checked together
 
@@ -87,27 +88,35 @@ def read_and_stage(
             conn, outcome, header_map, mapping, len(header), delimiter, progress, direct=direct, amounts=amounts
         )
         try:
-            texts: list[TextBlock] = []
+            width = len(header)
+
+            def quoted(first: int, block: list[str]) -> ParsedText | None:
+                limits = {"max_lines": lines.max_lines, "max_chars": lines.max_chars, "dialect": reader.dialect}
+                return parse_quoted(first, block, delimiter, width, **limits)
+
+            parsed: list[ParsedText] = []
             chars = 0
-            for item in iter_blocks(lines, reader, len(header)):
+            for item in iter_blocks(lines, reader, width, parse_quoted=quoted):
                 if isinstance(item, TextBlock):
-                    texts.append(item)
-                    chars += len(item.text)
+                    item = parse_text(item.text, item.first, item.count, delimiter, width)
+                if isinstance(item, ParsedText):
+                    parsed.append(item)
+                    chars += item.chars
                     if chars >= TEXT_BATCH_CHARS:
-                        rows.text(texts)
-                        texts, chars = [], 0
+                        rows.parsed(parsed)
+                        parsed, chars = [], 0
                     continue
-                if texts:
-                    rows.text(texts)
-                    texts, chars = [], 0
+                if parsed:
+                    rows.parsed(parsed)
+                    parsed, chars = [], 0
                 if isinstance(item, Block):
                     rows.block(item)
                 elif item.error is not None:
                     rows.shape_error(item.line, item.cells, item.error)
                 else:
                     rows.row(item.line, item.cells)
-            if texts:
-                rows.text(texts)
+            if parsed:
+                rows.parsed(parsed)
             rows.finish(lambda wanted: _cells_at(spooled, delimiter, wanted))
             if direct:
                 rows.stager.check_direct()
@@ -292,16 +301,15 @@ class RowLoader:
         if len(self.waiting) >= WAITING_ROWS:
             self._send_waiting()
 
-    def text(self, blocks: list[TextBlock]) -> None:
-        """Consecutive blocks of lines without quotes: parsed by Arrow, checked column-wise."""
-        text = "".join([block.text for block in blocks])
-        parsed = parse_text(text, sum(block.count for block in blocks), self.delimiter, self.width)
-        first = blocks[0].first
-        for offset, line_text in parsed.others:
+    def parsed(self, parts: list[ParsedText]) -> None:
+        """Consecutive blocks of lines parsed by Arrow, checked column-wise as one batch."""
+        batch = ParsedText.concat(parts)
+        for line, line_text in batch.others:
             cells = next(csv.reader([line_text], delimiter=self.delimiter), [])
             if not is_blank(cells):
-                self.shape_error(first + offset, cells, ragged(len(cells), self.width))
-        self.rows(parsed.cells, parsed.offsets + first, plain_text=not parsed.unusual, padded=parsed.padded)
+                self.shape_error(line, cells, ragged(len(cells), self.width))
+        flags = {"unusual": batch.unusual, "escape_free": not batch.escapes, "backslash_free": not batch.backslash}
+        self.rows(batch.cells, batch.lines, padded=batch.padded, **flags)
 
     def block(self, block: Block) -> None:
         """Records parsed by the csv module (a quoted line break may make one span lines)."""
@@ -314,10 +322,22 @@ class RowLoader:
                 self.shape_error(number, cells, ragged(len(cells), self.width))
         self.rows(cells_from_rows(good, self.width), np.array(numbers, dtype=np.int64))
 
-    def rows(self, cells: list, lines, *, plain_text: bool = False, padded: bool = True) -> None:
-        """Rows of the header's width given column-wise, with their line numbers."""
+    def rows(
+        self,
+        cells: list,
+        lines,
+        *,
+        unusual: bool = True,
+        escape_free: bool = False,
+        backslash_free: bool = False,
+        padded: bool = True,
+    ) -> None:
+        """Rows of the header's width given column-wise, with their line numbers (the flags:
+        see :meth:`ColumnarRules.apply`; ``backslash_free``: no cell holds a backslash)."""
         # A direct load keeps no original cells (no row of it can become a duplicate to report).
-        result = self.columnar.apply(cells, plain_text=plain_text, padded=padded, raw=not self.direct)
+        result = self.columnar.apply(
+            cells, unusual=unusual, escape_free=escape_free, padded=padded, raw=not self.direct
+        )
         plain = result.plain
         count = len(result.emails)
         if count:
@@ -330,9 +350,9 @@ class RowLoader:
             line = pa.array(lines[plain], pa.int32())
             columns = [line, *(result.values[c] for c in loader.LEAD_COLUMNS), result.raw]
             if self.direct and repeat.any():
-                self._stage_repeats(columns, cells, plain, repeat, hashes, result.emails, plain_text)
+                self._stage_repeats(columns, cells, plain, repeat, hashes, result.emails, escape_free, backslash_free)
             else:
-                self.stager.add_columns(columns, backslash_free=plain_text)
+                self.stager.add_columns(columns, backslash_free=backslash_free)
         if count < len(plain):
             others = np.flatnonzero(~plain)
             take = pa.array(others)
@@ -342,16 +362,24 @@ class RowLoader:
         self._send_waiting()
 
     def _stage_repeats(
-        self, columns: list, cells: list, plain: np.ndarray, repeat: np.ndarray, keys: np.ndarray, emails, plain_text
+        self,
+        columns: list,
+        cells: list,
+        plain: np.ndarray,
+        repeat: np.ndarray,
+        keys: np.ndarray,
+        emails: list[str],
+        escape_free: bool,
+        backslash_free: bool,
     ) -> None:
         """A direct load's batch of plain rows, some repeating an earlier row's email: those
         are staged with their original cells (the merge weighs them), the others loaded."""
         once, again = pa.array(np.flatnonzero(~repeat)), np.flatnonzero(repeat)
-        self.stager.add_columns([c.take(once) for c in columns], backslash_free=plain_text)
+        self.stager.add_columns([c.take(once) for c in columns], backslash_free=backslash_free)
         take, mask = pa.array(again), pa.array(plain)
-        raw = ColumnarRules.raw_cells([c.filter(mask).take(take) for c in cells], len(again), escape_free=plain_text)
+        raw = ColumnarRules.raw_cells([c.filter(mask).take(take) for c in cells], len(again), escape_free=escape_free)
         staged = [*(c.take(take) for c in columns[:-1]), raw]
-        self.stager.add_columns(staged, backslash_free=plain_text, staged=True)
+        self.stager.add_columns(staged, backslash_free=backslash_free, staged=True)
         self._note_repeats([emails[i] for i in again.tolist()], keys[again])
 
     def finish(self, reread: Callable[[set[int]], dict[int, list[str]]] | None = None) -> None:
