@@ -358,3 +358,20 @@ def test_arrow_leaves_a_block_with_a_quote_that_never_closes_to_the_csv_module()
     # Ragged single lines with quotes are others, with their lines.
     parsed = parse_quoted(5, ['"a,b",c\n', '"d",e,f\n', "g,h\n"], ",", 2, **limits)
     assert parsed.lines.tolist() == [5, 7] and parsed.others == [(6, '"d",e,f')]
+
+
+def test_cells_at_reads_again_the_records_that_start_on_the_wanted_lines():
+    import io
+    import random
+
+    from hotcrm.leads.reader import cells_at
+
+    rnd = random.Random(5)
+    pieces = ["Ada", "", "é", '"a,b"', '"two\nlines"', '"cr\rlf\r\nx"', '"q""q"']
+    lines = [",".join(HEADER)]
+    lines += [",".join(rnd.choice(pieces) for _ in range(4)) for _ in range(300)]
+    text = "".join(line + rnd.choice(["\n", "\r\n", "\r"]) for line in lines)
+    expected = {line: cells for line, cells, _ in _records(text, ",", line_by_line=True)}
+    wanted = rnd.sample(sorted(expected), 40) + [min(expected), max(expected)]
+    found = cells_at(io.StringIO(text, newline=""), ",", wanted)
+    assert found == {line: expected[line] for line in wanted}

@@ -219,12 +219,25 @@ def _line_breaks_in(text: str) -> int:
 _UNUSUAL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
 _USUAL_BYTES = bytes(b for b in range(256) if b not in {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 34, 92})
 _ALL_BUT_UNUSUAL = bytes(b for b in range(256) if b not in _UNUSUAL_BYTES)
-# The first bytes of the UTF-8 of every character _UNUSUAL_UTF8 finds: memchr-speed tests first.
-_UNUSUAL_UTF8_LEADS = (b"\xc2\x85", b"\xc2\xa0", b"\xe1\x9a", b"\xe2\x80", b"\xe2\x81", b"\xe3\x80", b"\xef\xbb")
+# The lead bytes of the UTF-8 of the characters _UNUSUAL_UTF8 finds.
+_UNUSUAL_LEADS = np.zeros(256, dtype=bool)
+_UNUSUAL_LEADS[[0xC2, 0xE1, 0xE2, 0xE3, 0xEF]] = True
 _UNUSUAL_UTF8 = re.compile(
     b"|".join(re.escape(c.encode()) for c in "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
     + b"|\xe2\x80[\x80-\x8a]"  # U+2000 to U+200A
 )
+
+
+def _unusual_utf8(octets: np.ndarray) -> bool:
+    """Whether UTF-8 holds a character _UNUSUAL_UTF8 finds: the regex runs on the 3 bytes from
+    each of its lead bytes only (one per line, so no match spans two), not on the whole text."""
+    at = np.flatnonzero(_UNUSUAL_LEADS[octets])
+    if not len(at):
+        return False
+    last = len(octets) - 1
+    windows = [octets[at], octets[np.minimum(at + 1, last)], octets[np.minimum(at + 2, last)]]
+    windows.append(np.full(len(at), 10, dtype=np.uint8))
+    return _UNUSUAL_UTF8.search(np.column_stack(windows).tobytes()) is not None
 
 
 def _scan(data: bytes, delimiter: str, *, quoted: bool = False) -> tuple[bool, bool, bool]:
@@ -235,14 +248,9 @@ def _scan(data: bytes, delimiter: str, *, quoted: bool = False) -> tuple[bool, b
     whitespace touches a delimiter or a line end (``quoted``: or a quote, the edge of a quoted
     cell)."""
     usual = _USUAL_BYTES if delimiter == "\t" else _USUAL_BYTES.replace(b"\t", b"")
-    utf8 = (
-        not data.isascii()
-        and any(lead in data for lead in _UNUSUAL_UTF8_LEADS)
-        and _UNUSUAL_UTF8.search(data) is not None
-    )
-    unusual = utf8 or bool(data.translate(None, _ALL_BUT_UNUSUAL))
-    escapes = unusual or bool(data.translate(None, usual))
     octets = np.frombuffer(data, dtype=np.uint8)
+    unusual = bool(data.translate(None, _ALL_BUT_UNUSUAL)) or (not data.isascii() and _unusual_utf8(octets))
+    escapes = unusual or bool(data.translate(None, usual))
     spaces = (octets == 32) | (octets == 11) | (octets == 12)
     if delimiter != "\t":
         spaces |= octets == 9

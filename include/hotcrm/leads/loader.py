@@ -143,23 +143,32 @@ class Stager:
             batch, self._staged_batch = self._staged_batch, []
             self._submit(self._send_rows, batch, False)
 
-    def add_columns(self, columns: Sequence[Any], *, backslash_free: bool = False, staged: bool = False) -> None:
+    def add_columns(
+        self,
+        columns: Sequence[Any],
+        *,
+        backslash_free: bool = False,
+        staged: bool = False,
+        rows: np.ndarray | None = None,
+    ) -> None:
         """Stage rows given column-wise: Arrow arrays in :data:`STAGE_COLUMNS` order, sent at once.
 
         The batch is made ready (sorted, numbered, written for ``COPY``: Arrow, no Python per
         row) in a second thread, ahead of the one that sends it, so neither the caller nor the
         database waits for it. ``backslash_free``: no value holds a backslash (PostgreSQL's text
         format may then do). ``staged``: into the staging table even in a direct load.
+        ``rows``: only the rows at these positions (taken in that thread too).
         """
         import pyarrow as pa
 
         table = pa.table(list(columns), names=list(STAGE_COLUMNS))
-        if not table.num_rows:
+        count = table.num_rows if rows is None else len(rows)
+        if not count:
             return
         direct = self.direct and not staged
         if self.direct and staged:
-            self.staged += table.num_rows
-        ready = self._prepare.submit(self._ready, table, backslash_free, direct)
+            self.staged += count
+        ready = self._prepare.submit(self._ready, table, backslash_free, direct, rows)
         self._submit(self._send_ready, ready)
 
     def add_direct_lines(self, rows: list[tuple[int, str, str]]) -> None:
@@ -168,8 +177,10 @@ class Stager:
         if rows:
             self._submit(self._insert, STAGE, DIRECT_LINE_COLUMNS, [(*row, 1) for row in rows])
 
-    def _ready(self, table: Any, backslash_free: bool, direct: bool) -> tuple:
+    def _ready(self, table: Any, backslash_free: bool, direct: bool, rows: np.ndarray | None = None) -> tuple:
         """(send function, its arguments) for a batch."""
+        if rows is not None:
+            table = table.take(rows)
         if direct:
             table = self._direct_table(table)
         target = "leads" if direct else STAGE

@@ -754,20 +754,14 @@ def iter_records(lines: _Lines, reader: Any, width: int) -> Iterator[Record]:
 def cells_at(text: io.TextIOBase, delimiter: str, wanted: Iterable[int]) -> dict[int, list[str]]:
     """The cells of the well-formed records that start on the ``wanted`` physical lines (as
     :func:`iter_blocks` numbers them), read again from ``text`` at its start: one pass over the
-    lines, the csv module only where a wanted record starts."""
+    lines (skipped in C), the csv module only where a wanted record starts."""
     found: dict[int, list[str]] = {}
-    number = 0
-
-    def counted() -> Iterator[str]:
-        nonlocal number
-        for line in text:
-            number += 1
-            yield line
-
-    source = counted()
-    reader = csv.reader(source, delimiter=delimiter, strict=False)
+    skipped = 0  # lines skipped outside the reader (the reader's line_num counts its own)
+    reader = csv.reader(text, delimiter=delimiter, strict=False)
     for line in sorted(set(wanted)):
-        deque(itertools.islice(source, line - number - 1), maxlen=0)  # the lines before it
+        gap = line - (skipped + reader.line_num) - 1
+        deque(itertools.islice(text, gap), maxlen=0)  # the lines before it
+        skipped += gap
         found[line] = next(reader)
     return found
 

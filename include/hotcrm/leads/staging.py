@@ -374,10 +374,11 @@ class RowLoader:
     ) -> None:
         """A direct load's batch of plain rows, some repeating an earlier row's email: those
         are staged with their original cells (the merge weighs them), the others loaded."""
-        once, again = pa.array(np.flatnonzero(~repeat)), np.flatnonzero(repeat)
-        self.stager.add_columns([c.take(once) for c in columns], backslash_free=backslash_free)
-        take, mask = pa.array(again), pa.array(plain)
-        raw = ColumnarRules.raw_cells([c.filter(mask).take(take) for c in cells], len(again), escape_free=escape_free)
+        again = np.flatnonzero(repeat)
+        self.stager.add_columns(columns, backslash_free=backslash_free, rows=np.flatnonzero(~repeat))
+        take = pa.array(again)
+        original = pa.array(np.flatnonzero(plain)[again])  # the repeats' rows among all the batch's cells
+        raw = ColumnarRules.raw_cells([c.take(original) for c in cells], len(again), escape_free=escape_free)
         staged = [*(c.take(take) for c in columns[:-1]), raw]
         self.stager.add_columns(staged, backslash_free=backslash_free, staged=True)
         self._note_repeats([emails[i] for i in again.tolist()], keys[again])
