@@ -219,21 +219,20 @@ def _line_breaks_in(text: str) -> int:
 _UNUSUAL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
 _USUAL_BYTES = bytes(b for b in range(256) if b not in {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 34, 92})
 _ALL_BUT_UNUSUAL = bytes(b for b in range(256) if b not in _UNUSUAL_BYTES)
-# The lead bytes of the UTF-8 of the characters _UNUSUAL_UTF8 finds.
-_UNUSUAL_LEADS = np.zeros(256, dtype=bool)
-_UNUSUAL_LEADS[[0xC2, 0xE1, 0xE2, 0xE3, 0xEF]] = True
+# Every byte but the lead bytes of the UTF-8 of the characters _UNUSUAL_UTF8 finds.
+_ALL_BUT_UNUSUAL_LEADS = bytes(b for b in range(256) if b not in (0xC2, 0xE1, 0xE2, 0xE3, 0xEF))
 _UNUSUAL_UTF8 = re.compile(
     b"|".join(re.escape(c.encode()) for c in "\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
     + b"|\xe2\x80[\x80-\x8a]"  # U+2000 to U+200A
 )
 
 
-def _unusual_utf8(octets: np.ndarray) -> bool:
+def _unusual_utf8(data: bytes, octets: np.ndarray) -> bool:
     """Whether UTF-8 holds a character _UNUSUAL_UTF8 finds: the regex runs on the 3 bytes from
     each of its lead bytes only (one per line, so no match spans two), not on the whole text."""
-    at = np.flatnonzero(_UNUSUAL_LEADS[octets])
-    if not len(at):
+    if not data.translate(None, _ALL_BUT_UNUSUAL_LEADS):
         return False
+    at = np.flatnonzero((octets == 0xC2) | ((octets >= 0xE1) & (octets <= 0xE3)) | (octets == 0xEF))
     last = len(octets) - 1
     windows = [octets[at], octets[np.minimum(at + 1, last)], octets[np.minimum(at + 2, last)]]
     windows.append(np.full(len(at), 10, dtype=np.uint8))
@@ -249,7 +248,7 @@ def _scan(data: bytes, delimiter: str, *, quoted: bool = False) -> tuple[bool, b
     cell)."""
     usual = _USUAL_BYTES if delimiter == "\t" else _USUAL_BYTES.replace(b"\t", b"")
     octets = np.frombuffer(data, dtype=np.uint8)
-    unusual = bool(data.translate(None, _ALL_BUT_UNUSUAL)) or (not data.isascii() and _unusual_utf8(octets))
+    unusual = bool(data.translate(None, _ALL_BUT_UNUSUAL)) or (not data.isascii() and _unusual_utf8(data, octets))
     escapes = unusual or bool(data.translate(None, usual))
     spaces = (octets == 32) | (octets == 11) | (octets == 12)
     if delimiter != "\t":
