@@ -22,6 +22,10 @@ In one run it generates CSV files of N leads, then measures, each in a fresh chi
 - ``naive/postgresql``: per row, validate + INSERT + COMMIT, on a sample (``--naive-rows``);
 - ``full/postgresql`` again at ``--rss-rows`` rows, for the peak-RSS ratio.
 
+Peak RSS is the phase process's own (``RUSAGE_SELF``); beside it, in brackets, the largest
+child it waited for (``RUSAGE_CHILDREN``: the import's quality worker, which holds Great
+Expectations), so no memory hides in another process.
+
 Each import prints its counts (inserted, updated, duplicates, rejected), so the repeated
 emails are seen to reach the merge, and the CPU seconds of its process (user + system: what
 the other load on the machine changes least; PostgreSQL's own work is not in it).
@@ -242,8 +246,8 @@ def generate_realistic(path: Path, rows: int, seed: int = 11, repeat_share: floa
     return repeats
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def _fresh_database(kind: str, work: Path, pg) -> str:
@@ -349,6 +353,8 @@ def _child(args: argparse.Namespace) -> None:
     else:
         result = phase_naive(url, path, work, args.naive_rows)
     result["peak_rss_mb"] = _peak_rss_mb()
+    # The largest reaped child: the quality worker (Great Expectations), not hidden in another process.
+    result["peak_rss_children_mb"] = _peak_rss_mb(resource.RUSAGE_CHILDREN)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     print("RESULT " + json.dumps(result, default=str), flush=True)
@@ -445,6 +451,7 @@ def main() -> None:
                 print(
                     f"{key:26s} {result['rows']:>10,} rows {result['seconds']:8.1f}s "
                     f"{result['rate']:>10,.0f} rows/s  peak RSS {result['peak_rss_mb']:6.0f} MB"
+                    f" (children {result['peak_rss_children_mb']:4.0f} MB)"
                     f"  cpu {result['cpu_seconds']:6.1f}s{counts}",
                     flush=True,
                 )

@@ -72,6 +72,7 @@ from hotcrm.leads.quality import check_quality, load_suite, quality_summary
 from hotcrm.leads.reader import FileRejected, Mapping, spool
 from hotcrm.leads.reports import write_reports
 from hotcrm.leads.staging import Staged, read_and_stage
+from hotcrm.quality.worker import QualityWorker
 
 log = logging.getLogger(__name__)
 
@@ -134,19 +135,20 @@ def import_lead_file(
         if previous is not None:
             return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
         outcome = new_outcome(ledger, name, spooled)
-        from hotcrm.quality import warm_up
-
-        warm_up()  # the quality suite runs after the reading: its imports load meanwhile
-        try:
-            return _import(source, database_url, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress)
-        except IntegrityError:
-            # Another run imported the same content first (the ledger's unique index on sha256).
-            with session_scope(database_url) as session:
-                previous = imported_with(session, spooled.sha256)
-                ledger = session.get(ImportFile, outcome.file_id)
-            if previous is None:
-                raise
-            return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
+        # The quality suite runs after the reading, in a child that imports GX meanwhile.
+        with QualityWorker() as worker:
+            try:
+                return _import(
+                    source, database_url, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress, worker
+                )
+            except IntegrityError:
+                # Another run imported the same content first (the ledger's unique index on sha256).
+                with session_scope(database_url) as session:
+                    previous = imported_with(session, spooled.sha256)
+                    ledger = session.get(ImportFile, outcome.file_id)
+                if previous is None:
+                    raise
+                return _already_imported(source, database_url, ledger, previous, processed_dir, failed_dir)
 
 
 def check_lead_file(
@@ -191,22 +193,21 @@ def check_lead_file(
                     if report_dir is not None:
                         outcome.report_path = write_reports(report_dir / name, outcome, None, None)
                     raise _Discard
-                from hotcrm.quality import warm_up
-
-                warm_up()
-                _load(
-                    session,
-                    source,
-                    spooled,
-                    outcome,
-                    mapping,
-                    suite,
-                    None,
-                    None,
-                    progress,
-                    check=True,
-                    check_dir=report_dir,
-                )
+                with QualityWorker() as worker:
+                    _load(
+                        session,
+                        source,
+                        spooled,
+                        outcome,
+                        mapping,
+                        suite,
+                        None,
+                        None,
+                        progress,
+                        worker,
+                        check=True,
+                        check_dir=report_dir,
+                    )
         except _Discard:
             pass
     return outcome
@@ -279,10 +280,11 @@ def _import(
     processed_dir: Any,
     failed_dir: Any,
     progress: Callable[[str], None],
+    worker: QualityWorker,
 ) -> ImportOutcome:
     try:
         with session_scope(database_url) as session:
-            _load(session, source, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress)
+            _load(session, source, spooled, outcome, mapping, suite, processed_dir, failed_dir, progress, worker)
     except _Discard:
         pass
     except AccountingError as exc:
@@ -316,11 +318,13 @@ def _load(
     processed_dir: Any,
     failed_dir: Any,
     progress: Callable[[str], None],
+    worker: QualityWorker,
     *,
     check: bool = False,
     check_dir: Any = None,
 ) -> None:
     """Everything that must commit together: staged rows, issues, leads, ledger, event.
+    ``worker`` runs the quality suite (see :func:`check_quality`).
 
     ``check`` (from :func:`check_lead_file`): everything but the commit: the reports go to
     ``check_dir`` (if any), then the transaction is thrown away."""
@@ -338,9 +342,9 @@ def _load(
     if failure is None:
         if staged.direct and not staged.staged:  # loaded already: nothing to merge beside the quality suite
             loader.drop_stage(session.connection())
-            quality, counts = check_quality(suite, *indicators), loader.MergeCounts(staged.rows, 0, 0, 0)
+            quality, counts = check_quality(suite, *indicators, worker), loader.MergeCounts(staged.rows, 0, 0, 0)
         else:
-            quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, staged)
+            quality, counts = _merge_beside_quality_check(session, outcome, suite, indicators, staged, worker)
             if counts is not None and staged.direct:  # the rows loaded directly, less those a later line replaced
                 counts.inserted += staged.rows - staged.staged - counts.replaced
         if not quality["success"]:
@@ -390,7 +394,12 @@ def _load(
 
 
 def _merge_beside_quality_check(
-    session: Session, outcome: ImportOutcome, suite: dict[str, Any], indicators: tuple, staged: Staged
+    session: Session,
+    outcome: ImportOutcome,
+    suite: dict[str, Any],
+    indicators: tuple,
+    staged: Staged,
+    worker: QualityWorker,
 ) -> tuple[dict[str, Any], loader.MergeCounts | None]:
     """Run the quality suite (Python) while the merge (database work, the other core) runs in
     a thread on this transaction's connection; the main thread does not touch the connection
@@ -411,7 +420,7 @@ def _merge_beside_quality_check(
             direct_prefix=staged.prefix if staged.direct else None,
         )
         try:
-            quality = check_quality(suite, *indicators)
+            quality = check_quality(suite, *indicators, worker)
         except BaseException:
             wait([merging])
             savepoint.rollback()

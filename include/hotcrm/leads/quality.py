@@ -7,7 +7,6 @@ shifted column; mojibake in a text column: text decoded wrongly); the suite
 
 from __future__ import annotations
 
-import logging
 import re
 from array import array
 from pathlib import Path
@@ -74,31 +73,31 @@ def _may_be_mojibake(octets: bytes) -> bool:
     return bool((lead & ((after == 0x83) | (after == 0x82) | (after == 0xA2))).any())
 
 
-def check_quality(suite: dict[str, Any], shifted: array, mojibake: array) -> dict[str, Any]:
+def check_quality(suite: dict[str, Any], shifted: array, mojibake: array, worker=None) -> dict[str, Any]:
     """Run the file-level suite on per-row indicators of the rows that passed the row checks
-    (compact arrays, not the file's text); skipped, and passed, below the suite's ``min_rows``."""
-    import numpy as np
-    import pandas as pd
+    (compact arrays, not the file's text); skipped, and passed, below the suite's ``min_rows``.
 
-    from hotcrm.quality import validate_dataframe
+    The suite runs in ``worker`` (a :class:`hotcrm.quality.worker.QualityWorker` started
+    before the file was read, so GX was imported meanwhile), or in one started here; the
+    worker is spent or stopped on return, whatever happens."""
+    from hotcrm.quality.worker import QualityWorker
 
     rows, min_rows = len(shifted), int(suite.get("min_rows", MIN_ROWS))
     if rows < min_rows:
+        if worker is not None:
+            worker.close()
         note = (
             f"not run: {rows} row(s) passed the row checks, and the file-level checks apply from {min_rows} "
             "(min_rows in the suite); the rows were judged one by one"
         )
         statistics = {"evaluated_expectations": 0, "successful_expectations": 0, "skipped": note}
         return {"suite": suite.get("name", SUITE_NAME), "success": True, "outcomes": [], "statistics": statistics}
-    # GX logs its set-up at INFO; the task log should show the import's progress, not that.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    frame = pd.DataFrame(
-        {
-            "ShiftedColumn": np.frombuffer(shifted, dtype=np.int8),
-            "Mojibake": np.frombuffer(mojibake, dtype=np.int8),
-        }
-    )
-    result = validate_dataframe(frame, suite.get("name", SUITE_NAME), suite["expectations"])
+    columns = {
+        "ShiftedColumn": np.frombuffer(shifted, dtype=np.int8),
+        "Mojibake": np.frombuffer(mojibake, dtype=np.int8),
+    }
+    with worker or QualityWorker() as running:
+        result = running.validate(columns, suite.get("name", SUITE_NAME), suite["expectations"])
     return result.to_dict()
 
 

@@ -11,7 +11,8 @@ GX names with their keyword arguments, e.g.::
 :func:`validate_dataframe` runs a suite on a pandas DataFrame and returns a
 :class:`QualityResult` (JSON-serializable summary, per-expectation outcomes) that
 :func:`render_html` turns into a report a person can open. Great Expectations and pandas
-are imported on first use, so importing this module stays cheap.
+are imported on first use, so importing this module stays cheap. :mod:`hotcrm.quality.worker`
+runs a suite in a child process that imports GX while the caller does other work.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import sys
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,19 +91,6 @@ def _expectation_class(type_name: str):
     if cls is None:
         raise ValueError(f"unknown expectation type {type_name!r} (no gx.expectations.{class_name})")
     return cls
-
-
-def warm_up() -> None:
-    """Import Great Expectations in a background thread (~2 s of imports), so that a caller
-    that validates after long work of its own does not wait for it then."""
-    if "great_expectations" in sys.modules:
-        return
-
-    def load() -> None:
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-        import great_expectations  # noqa: F401
-
-    threading.Thread(target=load, name="gx-import", daemon=True).start()
 
 
 def validate_dataframe(df, suite_name: str, expectations: list[dict[str, Any]]) -> QualityResult:
