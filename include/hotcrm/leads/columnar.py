@@ -44,24 +44,115 @@ _SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
 _NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
 _NANP_NATIONAL = "^" + rules._NANP_NATIONAL.pattern + "$"
 _INTL_CHARS = "^" + rules._INTL_CHARS.pattern + "$"
+_NATIONAL_CHARS = "^" + rules._NATIONAL_CHARS.pattern + "$"
+
+
+@dataclass(frozen=True)
+class _PhonePlans:
+    """:func:`rules.international_plans` and :func:`rules._pattern_plans` as Arrow value sets and
+    RE2 patterns, keyed ``code:...`` so one kernel serves every calling code of a batch."""
+
+    codes: pa.Array  # every calling code
+    lengths: pa.Array  # "code:n": the possible national lengths (n >= 2) of the literal-prefix codes
+    prefixes: list[dict[int, pa.Array]]  # per place in a code's prefix alternation: width -> "code:prefix"
+    transformed: pa.Array  # literal-prefix codes whose metadata transforms the prefix (left per row)
+    stripped: pa.Array  # "code:n": stripped lengths that _test_number_length does not call too short
+    general: dict[str, str]  # code -> general_desc.national_number_pattern (literal-prefix codes)
+    patterns: dict[str, str]  # pattern-prefix code -> its national_prefix_for_parsing
+    pattern_lengths: pa.Array  # "code:n": the possible national lengths (n >= 2) of those
 
 
 @functools.cache
-def _international_sets() -> tuple[pa.Array, pa.Array, dict[int, pa.Array]]:
-    """:func:`rules.international_plans` as Arrow value sets: the calling codes; ``code:length``
-    for each possible national length; per prefix length, ``code:prefix`` for the national
-    prefixes that send a number to phonenumbers."""
+def _phone_plans() -> _PhonePlans:
+    from phonenumbers import ValidationResult
+    from phonenumbers.phonenumberutil import _test_number_length
+
     codes, plans = rules.international_plans()
     lengths = [f"{code}:{n}" for code, (_, possible) in plans.items() for n in possible if n >= 2]
-    prefixes: dict[int, list[str]] = {}
+    places: list[dict[int, list[str]]] = []
     for code, (literals, _) in plans.items():
-        for literal in literals:
-            prefixes.setdefault(len(literal), []).append(f"{code}:{literal}")
-    return (
-        pa.array(sorted(codes), pa.string()),
-        pa.array(sorted(lengths), pa.string()),
-        {size: pa.array(sorted(keys), pa.string()) for size, keys in prefixes.items()},
+        for place, literal in enumerate(literals):
+            if place == len(places):
+                places.append({})
+            places[place].setdefault(len(literal), []).append(f"{code}:{literal}")
+    short = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+    transformed, stripped, general = [], [], {}
+    for code in plans:
+        metadata = rules._code_metadata(code)
+        if metadata is None or metadata.national_prefix_transform_rule:
+            transformed.append(code)
+            continue
+        general[code] = metadata.general_desc.national_number_pattern or ""
+        # The outcome depends on the length alone; a national part has at most 14 digits.
+        stripped += [f"{code}:{n}" for n in range(15) if _test_number_length("0" * n, metadata) not in short]
+    pattern_plans = rules._pattern_plans()
+    pattern_lengths = [f"{code}:{n}" for code, (_, possible) in pattern_plans.items() for n in possible if n >= 2]
+
+    def keys(values) -> pa.Array:
+        return pa.array(sorted(values), pa.string())
+
+    return _PhonePlans(
+        keys(codes),
+        keys(lengths),
+        [{size: keys(found) for size, found in place.items()} for place in places],
+        keys(transformed),
+        keys(stripped),
+        general,
+        {code: pattern.pattern for code, (pattern, _) in pattern_plans.items()},
+        keys(pattern_lengths),
     )
+
+
+def _keyed_regex(code: pa.Array, digits: pa.Array, patterns: Mapping[str, str], *, full: bool) -> pa.Array:
+    """Whether each row's ``digits`` match the pattern of its ``code`` in ``patterns`` (all of
+    them when ``full``, else a start), false where there is none: one RE2 alternation over the
+    codes present, on ``code:digits`` (phonenumbers' patterns are RE2's syntax too)."""
+    codes = sorted(set(pc.unique(code).to_pylist()) & patterns.keys())
+    alternatives = [f"{c}:(?:{patterns[c]})" for c in codes if patterns[c]]  # an empty pattern matches nothing
+    if not alternatives:
+        return pa.array(np.zeros(len(digits), dtype=bool))
+    keys = pc.binary_join_element_wise(code, digits, ":")
+    found = pc.match_substring_regex(keys, "^(?:" + "|".join(alternatives) + ")" + ("$" if full else ""))
+    return pc.fill_null(found, False)
+
+
+@functools.cache
+def _national_starts() -> dict[str, str]:
+    """Calling code -> what the digits of a national number of its main region must not start
+    with to be read as ``+<code><digits>`` (the code, or the region's international prefix)."""
+    from phonenumbers import SUPPORTED_REGIONS
+
+    starts = {}
+    for region in SUPPORTED_REGIONS:
+        plan = rules._national_plan(region)
+        if plan is not None:
+            code, prefix = plan
+            starts[code] = code if prefix is None else f"{code}|(?:{prefix.pattern})"
+    return starts
+
+
+def _strip_national_prefix(
+    code: pa.Array, national: pa.Array, width: np.ndarray, rows: np.ndarray, plans: _PhonePlans
+) -> pa.Array:
+    """``national`` with the national prefix of ``width`` digits stripped at ``rows`` as
+    ``rules._strip_national_prefix`` does it (kept when the number matches the code's general
+    pattern and the stripped one does not, or when the stripped length is too short); null
+    there for codes whose metadata transforms the prefix (left to the per-row path)."""
+    take = pa.array(rows)
+    codes, numbers, widths = code.take(take), national.take(take), width[rows]
+    stripped = numbers
+    for size in np.unique(widths).tolist():
+        stripped = pc.if_else(pa.array(widths == size), pc.utf8_slice_codeunits(numbers, size), stripped)
+    pattern_only = pc.and_(
+        _keyed_regex(codes, numbers, plans.general, full=True),
+        pc.invert(_keyed_regex(codes, stripped, plans.general, full=True)),
+    )
+    lengths = pc.binary_join_element_wise(codes, pc.cast(pc.binary_length(stripped), pa.string()), ":")
+    keep = pc.or_(pattern_only, pc.invert(pc.is_in(lengths, value_set=plans.stripped)))
+    result = pc.if_else(pc.is_in(codes, value_set=plans.transformed), _NULL, pc.if_else(keep, numbers, stripped))
+    mask = np.zeros(len(national), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(national, pa.array(mask), result)
 
 
 @dataclass
@@ -279,7 +370,7 @@ class ColumnarRules:
             nanp = self.phone_region in rules._NANP_REGIONS
         else:
             nanp = pc.is_in(regions, value_set=pa.array(rules._NANP_REGIONS, pa.string()))
-        ok, e164 = self._plain_phone(value, nanp)
+        ok, e164 = self._plain_phone(value, nanp, regions)
         rest = np.flatnonzero(pc.and_(candidates, pc.invert(ok)).to_numpy(zero_copy_only=False))
         if not len(rest):
             return ok, e164
@@ -309,11 +400,13 @@ class ColumnarRules:
         amounts = pa.array([amount for amount in found if amount is not None], pa.string())
         return pa.array(mask), pc.replace_with_mask(pa.nulls(len(value), pa.string()), pa.array(mask), amounts)
 
-    def _plain_phone(self, value: pa.Array, nanp: bool | pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Which trimmed values are plainly written North American or international numbers
-        (see ``rules._plain_nanp`` and ``rules._plain_international``), and them in E.164;
-        null where not. ``nanp``: whether national numbers are read as North American ones
-        (for all rows, or per row)."""
+    def _plain_phone(
+        self, value: pa.Array, nanp: bool | pa.Array, regions: pa.Array | None = None
+    ) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are plainly written numbers that ``rules.normalize_phone``'s fast
+        paths read (``_plain_nanp``, ``_plain_international``, ``_plain_national``), and them in
+        E.164; null where not. ``nanp``: whether national numbers are read as North American
+        ones (for all rows, or per row); ``regions``: each row's region (None: ``phone_region``)."""
         digits = value  # only the plain characters matter (the others fail the character checks)
         for mark in "+ ().-":
             digits = pc.replace_substring(digits, mark, "")
@@ -321,51 +414,86 @@ class ColumnarRules:
         plus = pc.starts_with(value, "+")
         leading_one = pc.and_(pc.equal(length, 11), pc.starts_with(digits, "1"))
         without_one = pc.utf8_slice_codeunits(digits, 1)
-        null = pa.scalar(None, pa.string())
         if nanp is True:
             national = pc.if_else(
-                leading_one, without_one, pc.if_else(pc.and_(pc.invert(plus), pc.equal(length, 10)), digits, null)
+                leading_one, without_one, pc.if_else(pc.and_(pc.invert(plus), pc.equal(length, 10)), digits, _NULL)
             )
         elif nanp is False:
-            national = pc.if_else(pc.and_(plus, leading_one), without_one, null)
+            national = pc.if_else(pc.and_(plus, leading_one), without_one, _NULL)
         else:  # per row: a national number is North American only in a North American region
             national = pc.if_else(
                 pc.and_(leading_one, pc.or_(plus, nanp)),
                 without_one,
-                pc.if_else(pc.and_(pc.and_(nanp, pc.invert(plus)), pc.equal(length, 10)), digits, null),
+                pc.if_else(pc.and_(pc.and_(nanp, pc.invert(plus)), pc.equal(length, 10)), digits, _NULL),
             )
         ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
         ok = pc.fill_null(ok, False)
         nanp = pc.binary_join_element_wise("+1", national, "")
-        if not pc.any(pc.and_(plus, pc.invert(ok))).as_py():
+        if not pc.any(pc.and_(pc.invert(ok), pc.greater(length, 0))).as_py():
             return ok, nanp
-        international = self._international(value, digits, length)
-        e164 = pc.if_else(ok, nanp, pc.if_else(international, pc.binary_join_element_wise("+", digits, ""), null))
-        return pc.or_(ok, international), e164
+        found, e164 = self._international(self._dialled(value, digits, plus, regions))
+        return pc.or_(ok, found), pc.if_else(ok, nanp, e164)
+
+    def _dialled(self, value: pa.Array, digits: pa.Array, plus: pa.Array, regions: pa.Array | None) -> pa.Array:
+        """The digits ``rules._plain_international`` reads for each value: those of a plainly
+        written ``+<code> <number>``, and ``<code><digits>`` for a plainly written national
+        number of a region ``rules._national_plan`` covers (unless its digits start with the
+        code or the region's international prefix, as ``rules._plain_national`` asks); null
+        for the others."""
+        international = pc.and_(plus, pc.match_substring_regex(value, _INTL_CHARS))
+        if regions is None:
+            plan = rules._national_plan(self.phone_region)
+            code = None if plan is None else pa.scalar(plan[0], pa.string())
+        else:
+            distinct = pc.unique(regions)
+            found = [rules._national_plan(region) for region in distinct.to_pylist()]
+            known = [None if plan is None else plan[0] for plan in found]
+            code = None if not any(known) else pa.array(known, pa.string()).take(pc.index_in(regions, distinct))
+        if code is None:
+            return pc.if_else(international, digits, _NULL)
+        national = pc.and_(pc.invert(plus), pc.match_substring_regex(value, _NATIONAL_CHARS))
+        code = pc.if_else(national, code, _NULL)
+        code = pc.if_else(_keyed_regex(code, digits, _national_starts(), full=False), _NULL, code)
+        return pc.if_else(international, digits, pc.binary_join_element_wise(code, digits, ""))
 
     @staticmethod
-    def _international(value: pa.Array, digits: pa.Array, length: pa.Array) -> pa.Array:
-        """Which values are ``+<code> <number>`` as ``rules._plain_international`` takes them."""
-        codes, lengths, prefixes = _international_sets()
+    def _international(digits: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """For ``<code><number>`` digits (null: not a candidate), which ones
+        ``rules._plain_international`` reads, and its E.164 form of them (null where not)."""
+        plans = _phone_plans()
         heads = [pc.utf8_slice_codeunits(digits, 0, size) for size in (1, 2, 3)]
-        known = [pc.is_in(head, value_set=codes) for head in heads]
+        known = [pc.is_in(head, value_set=plans.codes) for head in heads]
         code = pc.if_else(known[0], heads[0], pc.if_else(known[1], heads[1], pc.if_else(known[2], heads[2], _NULL)))
         national = pc.if_else(
             known[0],
             pc.utf8_slice_codeunits(digits, 1),
             pc.if_else(known[1], pc.utf8_slice_codeunits(digits, 2), pc.utf8_slice_codeunits(digits, 3)),
         )
-        size = pc.cast(pc.binary_length(national), pa.string())
-        ok = pc.and_(
-            pc.and_(pc.match_substring_regex(value, _INTL_CHARS), pc.greater_equal(length, 3)),
-            pc.and_(
-                pc.less_equal(length, 15), pc.is_in(pc.binary_join_element_wise(code, size, ":"), value_set=lengths)
-            ),
-        )
-        for width, keys in prefixes.items():
-            start = pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(national, 0, width), ":")
-            ok = pc.and_(ok, pc.invert(pc.is_in(start, value_set=keys)))
-        return pc.fill_null(ok, False)
+        length = pc.binary_length(digits)
+        base = pc.fill_null(pc.and_(pc.greater_equal(length, 3), pc.less_equal(length, 15)), False)
+        # The national prefix a number starts with: the first of its code's alternation.
+        width = np.zeros(len(digits), dtype=np.int8)
+        for place in plans.prefixes:
+            for size, keys in place.items():
+                start = pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(national, 0, size), ":")
+                hit = pc.fill_null(pc.is_in(start, value_set=keys), False).to_numpy(zero_copy_only=False)
+                width[hit & (width == 0)] = size
+        rows = np.flatnonzero((width > 0) & base.to_numpy(zero_copy_only=False))
+        if len(rows):
+            national = _strip_national_prefix(code, national, width, rows, plans)
+        key = pc.binary_join_element_wise(code, pc.cast(pc.binary_length(national), pa.string()), ":")
+        ok = pc.fill_null(pc.is_in(key, value_set=plans.lengths), False)
+        # Pattern-prefix codes: as written when the pattern does not match the start.
+        patterned = pc.and_(base, pc.fill_null(pc.is_in(key, value_set=plans.pattern_lengths), False))
+        if pc.any(patterned).as_py():
+            rows = np.flatnonzero(patterned.to_numpy(zero_copy_only=False))
+            take = pa.array(rows)
+            matched = _keyed_regex(code.take(take), national.take(take), plans.patterns, full=False)
+            mask = np.zeros(len(digits), dtype=bool)
+            mask[rows] = ~matched.to_numpy(zero_copy_only=False)
+            ok = pc.or_(ok, pa.array(mask))
+        ok = pc.and_(base, ok)
+        return ok, pc.if_else(ok, pc.binary_join_element_wise("+", code, national, ""), _NULL)
 
     @staticmethod
     def raw_cells(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
