@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from hotcrm.leads import loader, numbers, rules
-from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _scan, cells_from_rows, parse_text
+from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _phone_characters, _scan, cells_from_rows, parse_text
 from hotcrm.leads.columnar import cells_json as _cells_json
 from hotcrm.leads.keys import EmailKeys
 from hotcrm.leads.reader import HeaderMap
@@ -123,6 +123,10 @@ CELLS = {
         "+44 180020",
         "06 12 34 56 78 90 12",
         "+33 6 12 34 56 78 90 12 34",
+        "０６ 12 34 56 78",  # full-width digits: phonenumbers reads them, the fast paths do not
+        "+33 ６ 12 34 56 78",
+        "+",
+        "()",
     ],
     "LeadSource": ["", "Web", " Partner ", "s" * 101],
     "Status": ["", "Working", "q" * 41],
@@ -338,7 +342,9 @@ def random_phones(rnd: random.Random, region: str, count: int) -> list[str]:
         elif kind < 0.45:
             written = f"+{other} {written}"
         elif kind < 0.48:
-            written = rnd.choice([f"{written} ext 1", f"+{written}+1", f"0{written}x", f"++{written}"])
+            written = rnd.choice(
+                [f"{written} ext 1", f"+{written}+1", f"0{written}x", f"++{written}", f"\uff10{written}", "+", "()"]
+            )
         found.append(written)
     return found
 
@@ -428,3 +434,18 @@ def test_national_and_prefixed_phones_are_read_column_wise(phone, country, expec
     assert ok == [expected is not None, True]
     assert e164[0] == expected
     assert fast_phone(phone, rules.phone_region_for(country)) == expected  # the fast paths agree
+
+
+def test_phone_characters_read_sliced_arrays_with_nulls_byte_by_byte():
+    values = pa.array(["x", "+33 (0)6-12.34", None, "06 12", "", "+", "1+2", "\uff16 1", "++1", " 7"]).slice(1)
+    digits, plain, plus = _phone_characters(values)
+    assert digits.to_pylist()[:3] == ["33061234", "", "0612"] and digits.to_pylist()[3:] == [
+        "",
+        "",
+        "12",
+        "1",
+        "1",
+        "7",
+    ]
+    assert plain.tolist() == [True, False, True, False, True, False, False, False, True]
+    assert plus.tolist() == [True, False, False, False, True, False, False, True, False]

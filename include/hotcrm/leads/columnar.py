@@ -41,25 +41,25 @@ _JSON_ESCAPED_RE = re.compile(_JSON_ESCAPED)
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
 _SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
-_NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
 _NANP_NATIONAL = "^" + rules._NANP_NATIONAL.pattern + "$"
-_INTL_CHARS = "^" + rules._INTL_CHARS.pattern + "$"
-_NATIONAL_CHARS = "^" + rules._NATIONAL_CHARS.pattern + "$"
 
 
 @dataclass(frozen=True)
 class _PhonePlans:
-    """:func:`rules.international_plans` and :func:`rules._pattern_plans` as Arrow value sets and
-    RE2 patterns, keyed ``code:...`` so one kernel serves every calling code of a batch."""
+    """:func:`rules.international_plans` and :func:`rules._pattern_plans` as numpy tables indexed
+    by calling code (a number below 1000) and national length (below 16), so one gather serves
+    every code of a batch; the patterns stay RE2 patterns (phonenumbers' are RE2's syntax too)."""
 
-    codes: pa.Array  # every calling code
-    lengths: pa.Array  # "code:n": the possible national lengths (n >= 2) of the literal-prefix codes
-    prefixes: list[dict[int, pa.Array]]  # per place in a code's prefix alternation: width -> "code:prefix"
-    transformed: pa.Array  # literal-prefix codes whose metadata transforms the prefix (left per row)
-    stripped: pa.Array  # "code:n": stripped lengths that _test_number_length does not call too short
-    general: dict[str, str]  # code -> general_desc.national_number_pattern (literal-prefix codes)
-    patterns: dict[str, str]  # pattern-prefix code -> its national_prefix_for_parsing
-    pattern_lengths: pa.Array  # "code:n": the possible national lengths (n >= 2) of those
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray]  # per code size 1-3: is this number a calling code
+    lengths: np.ndarray  # [code, n]: a possible national length (n >= 2) of a literal-prefix code
+    prefixes: list[
+        dict[int, np.ndarray]
+    ]  # per place in a code's prefix alternation: width -> code * 10**width + prefix
+    transformed: np.ndarray  # [code]: a literal-prefix code whose metadata transforms the prefix (left per row)
+    stripped: np.ndarray  # [code, n]: a stripped length _test_number_length does not call too short
+    general: dict[int, str]  # code -> general_desc.national_number_pattern (literal-prefix codes)
+    patterns: dict[int, str]  # pattern-prefix code -> its national_prefix_for_parsing
+    pattern_lengths: np.ndarray  # [code, n]: a possible national length (n >= 2) of a pattern-prefix code
 
 
 @functools.cache
@@ -68,51 +68,53 @@ def _phone_plans() -> _PhonePlans:
     from phonenumbers.phonenumberutil import _test_number_length
 
     codes, plans = rules.international_plans()
-    lengths = [f"{code}:{n}" for code, (_, possible) in plans.items() for n in possible if n >= 2]
-    places: list[dict[int, list[str]]] = []
-    for code, (literals, _) in plans.items():
+    sizes = (np.zeros(10, bool), np.zeros(100, bool), np.zeros(1000, bool))
+    for code in codes:
+        sizes[len(code) - 1][int(code)] = True
+    lengths, stripped, pattern_lengths = (np.zeros((1000, 16), bool) for _ in range(3))
+    transformed = np.zeros(1000, bool)
+    places: list[dict[int, list[int]]] = []
+    short = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+    general = {}
+    for code, (literals, possible) in plans.items():
+        lengths[int(code), [n for n in possible if 2 <= n < 16]] = True
         for place, literal in enumerate(literals):
             if place == len(places):
                 places.append({})
-            places[place].setdefault(len(literal), []).append(f"{code}:{literal}")
-    short = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
-    transformed, stripped, general = [], [], {}
-    for code in plans:
+            places[place].setdefault(len(literal), []).append(int(code) * 10 ** len(literal) + int(literal))
         metadata = rules._code_metadata(code)
         if metadata is None or metadata.national_prefix_transform_rule:
-            transformed.append(code)
+            transformed[int(code)] = True
             continue
-        general[code] = metadata.general_desc.national_number_pattern or ""
-        # The outcome depends on the length alone; a national part has at most 14 digits.
-        stripped += [f"{code}:{n}" for n in range(15) if _test_number_length("0" * n, metadata) not in short]
-    pattern_plans = rules._pattern_plans()
-    pattern_lengths = [f"{code}:{n}" for code, (_, possible) in pattern_plans.items() for n in possible if n >= 2]
-
-    def keys(values) -> pa.Array:
-        return pa.array(sorted(values), pa.string())
-
+        general[int(code)] = metadata.general_desc.national_number_pattern or ""
+        # The outcome depends on the length alone (a national part has at most 14 digits).
+        for n in range(16):
+            stripped[int(code), n] = _test_number_length("0" * n, metadata) not in short
+    patterns = {}
+    for code, (pattern, possible) in rules._pattern_plans().items():
+        pattern_lengths[int(code), [n for n in possible if 2 <= n < 16]] = True
+        patterns[int(code)] = pattern.pattern
     return _PhonePlans(
-        keys(codes),
-        keys(lengths),
-        [{size: keys(found) for size, found in place.items()} for place in places],
-        keys(transformed),
-        keys(stripped),
+        sizes,
+        lengths,
+        [{size: np.array(sorted(keys), np.int64) for size, keys in place.items()} for place in places],
+        transformed,
+        stripped,
         general,
-        {code: pattern.pattern for code, (pattern, _) in pattern_plans.items()},
-        keys(pattern_lengths),
+        patterns,
+        pattern_lengths,
     )
 
 
-def _keyed_regex(code: pa.Array, digits: pa.Array, patterns: Mapping[str, str], *, full: bool) -> pa.Array:
-    """Whether each row's ``digits`` match the pattern of its ``code`` in ``patterns`` (all of
-    them when ``full``, else a start), false where there is none: one RE2 alternation over the
-    codes present, on ``code:digits`` (phonenumbers' patterns are RE2's syntax too)."""
+def _keyed_regex(code: pa.Array, digits: pa.Array, patterns: Mapping[str, str]) -> pa.Array:
+    """Whether each row's ``digits`` start with a match of the pattern of its ``code`` in
+    ``patterns`` (false where there is none): one RE2 alternation over the codes present, on
+    ``code:digits``."""
     codes = sorted(set(pc.unique(code).to_pylist()) & patterns.keys())
-    alternatives = [f"{c}:(?:{patterns[c]})" for c in codes if patterns[c]]  # an empty pattern matches nothing
-    if not alternatives:
+    if not codes:
         return pa.array(np.zeros(len(digits), dtype=bool))
     keys = pc.binary_join_element_wise(code, digits, ":")
-    found = pc.match_substring_regex(keys, "^(?:" + "|".join(alternatives) + ")" + ("$" if full else ""))
+    found = pc.match_substring_regex(keys, "^(?:" + "|".join(f"{c}:(?:{patterns[c]})" for c in codes) + ")")
     return pc.fill_null(found, False)
 
 
@@ -131,28 +133,86 @@ def _national_starts() -> dict[str, str]:
     return starts
 
 
-def _strip_national_prefix(
-    code: pa.Array, national: pa.Array, width: np.ndarray, rows: np.ndarray, plans: _PhonePlans
+def _string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data bytes, each value's start in them, its length: 0 when null) of a string array."""
+    _, offsets, data = strings.buffers()
+    ends = np.frombuffer(offsets, np.int32, len(strings) + 1, strings.offset * 4).astype(np.int64)
+    valid = strings.is_valid().to_numpy(zero_copy_only=False)
+    octets = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return octets, ends[:-1], np.where(valid, np.diff(ends), 0)
+
+
+def _spliced(
+    octets: np.ndarray, start: np.ndarray, length: np.ndarray, cut: np.ndarray, cut_length: np.ndarray, lead: bytes
 ) -> pa.Array:
-    """``national`` with the national prefix of ``width`` digits stripped at ``rows`` as
-    ``rules._strip_national_prefix`` does it (kept when the number matches the code's general
-    pattern and the stripped one does not, or when the stripped length is too short); null
-    there for codes whose metadata transforms the prefix (left to the per-row path)."""
-    take = pa.array(rows)
-    codes, numbers, widths = code.take(take), national.take(take), width[rows]
-    stripped = numbers
-    for size in np.unique(widths).tolist():
-        stripped = pc.if_else(pa.array(widths == size), pc.utf8_slice_codeunits(numbers, size), stripped)
-    pattern_only = pc.and_(
-        _keyed_regex(codes, numbers, plans.general, full=True),
-        pc.invert(_keyed_regex(codes, stripped, plans.general, full=True)),
+    """Per row, ``lead`` + ``octets[start:start + length]`` without its ``cut_length`` bytes
+    from ``cut`` on, as a string array: built with a few numpy gathers."""
+    kept = length - cut_length
+    offsets = np.zeros(len(start) + 1, np.int64)
+    np.cumsum(kept + len(lead), out=offsets[1:])
+    out = np.empty(int(offsets[-1]), np.uint8)
+    for i, byte in enumerate(lead):
+        out[offsets[:-1] + i] = byte
+    firsts = np.zeros(len(start), np.int64)
+    np.cumsum(kept[:-1], out=firsts[1:])
+    row = np.repeat(np.arange(len(start)), kept)
+    position = np.arange(len(row)) - firsts[row]
+    source = start[row] + position + np.where(position >= cut[row], cut_length[row], 0)
+    out[offsets[row] + len(lead) + position] = octets[source]
+    return pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out))
+
+
+# Bytes of a plainly written number besides digits and a leading "+" (rules._NATIONAL_CHARS).
+_PHONE_MARKS = np.isin(np.arange(256), [ord(c) for c in " ().-"])
+
+
+def _phone_characters(value: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(digits, plain, plus) per value, from one numpy pass over its bytes: the ASCII digits it
+    holds (what ``rules._NON_DIGITS`` leaves), whether it is written with digits, spaces,
+    dots, dashes and parentheses only after at most a leading "+" (``rules._NANP_CHARS``),
+    whether it starts with "+"."""
+    if not pa.types.is_string(value.type):
+        value = value.cast(pa.string())
+    count = len(value)
+    _, offsets, data = value.buffers()
+    ends = np.frombuffer(offsets, np.int32, count + 1, value.offset * 4).astype(np.int64)
+    octets = np.frombuffer(data, np.uint8)[ends[0] : ends[-1]] if data is not None else np.zeros(0, np.uint8)
+    ends -= ends[0]
+    digit = (octets >= 48) & (octets <= 57)
+    plus_sign = octets == 43
+
+    def per_value(flags: np.ndarray) -> np.ndarray:
+        running = np.zeros(len(flags) + 1, np.int64)
+        np.cumsum(flags, out=running[1:])
+        return running[ends[1:]] - running[ends[:-1]]
+
+    sizes = np.diff(ends)
+    leading = np.zeros(count, bool)
+    filled = sizes > 0
+    leading[filled] = plus_sign[ends[:-1][filled]]
+    others = per_value(~digit & ~plus_sign & ~_PHONE_MARKS[octets])
+    valid = value.is_valid().to_numpy(zero_copy_only=False)
+    plain = valid & filled & (others == 0) & (per_value(plus_sign) == leading)
+    running = np.zeros(len(digit) + 1, np.int64)
+    np.cumsum(digit, out=running[1:])
+    digits = pa.StringArray.from_buffers(
+        count, pa.py_buffer(running[ends].astype(np.int32)), pa.py_buffer(np.ascontiguousarray(octets[digit]))
     )
-    lengths = pc.binary_join_element_wise(codes, pc.cast(pc.binary_length(stripped), pa.string()), ":")
-    keep = pc.or_(pattern_only, pc.invert(pc.is_in(lengths, value_set=plans.stripped)))
-    result = pc.if_else(pc.is_in(codes, value_set=plans.transformed), _NULL, pc.if_else(keep, numbers, stripped))
-    mask = np.zeros(len(national), dtype=bool)
-    mask[rows] = True
-    return pc.replace_with_mask(national, pa.array(mask), result)
+    return digits, plain, leading & valid
+
+
+def _match_per_code(text: pa.Array, code: np.ndarray, patterns: Mapping[int, str], *, full: bool) -> np.ndarray:
+    """Whether each value of ``text`` (sorted by ``code``) matches its code's pattern (all of
+    it when ``full``, else a start); false for a code without one (phonenumbers' empty pattern
+    matches nothing). One RE2 kernel per code present."""
+    found = np.zeros(len(text), dtype=bool)
+    bounds = [0, *(np.flatnonzero(np.diff(code)) + 1).tolist(), len(code)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        pattern = patterns.get(int(code[a]), "")
+        if b > a and pattern:
+            matched = pc.match_substring_regex(text.slice(a, b - a), f"^(?:{pattern})" + ("$" if full else ""))
+            found[a:b] = matched.to_numpy(zero_copy_only=False)
+    return found
 
 
 @dataclass
@@ -407,11 +467,9 @@ class ColumnarRules:
         paths read (``_plain_nanp``, ``_plain_international``, ``_plain_national``), and them in
         E.164; null where not. ``nanp``: whether national numbers are read as North American
         ones (for all rows, or per row); ``regions``: each row's region (None: ``phone_region``)."""
-        digits = value  # only the plain characters matter (the others fail the character checks)
-        for mark in "+ ().-":
-            digits = pc.replace_substring(digits, mark, "")
+        digits, plain, plus_np = _phone_characters(value)
         length = pc.binary_length(digits)
-        plus = pc.starts_with(value, "+")
+        plus = pa.array(plus_np)
         leading_one = pc.and_(pc.equal(length, 11), pc.starts_with(digits, "1"))
         without_one = pc.utf8_slice_codeunits(digits, 1)
         if nanp is True:
@@ -426,21 +484,22 @@ class ColumnarRules:
                 without_one,
                 pc.if_else(pc.and_(pc.and_(nanp, pc.invert(plus)), pc.equal(length, 10)), digits, _NULL),
             )
-        ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
-        ok = pc.fill_null(ok, False)
+        ok = pc.and_(pa.array(plain), pc.fill_null(pc.match_substring_regex(national, _NANP_NATIONAL), False))
         nanp = pc.binary_join_element_wise("+1", national, "")
         if not pc.any(pc.and_(pc.invert(ok), pc.greater(length, 0))).as_py():
             return ok, nanp
-        found, e164 = self._international(self._dialled(value, digits, plus, regions))
+        found, e164 = self._international(self._dialled(digits, plain & plus_np, plain & ~plus_np, regions))
         return pc.or_(ok, found), pc.if_else(ok, nanp, e164)
 
-    def _dialled(self, value: pa.Array, digits: pa.Array, plus: pa.Array, regions: pa.Array | None) -> pa.Array:
+    def _dialled(
+        self, digits: pa.Array, international: np.ndarray, national: np.ndarray, regions: pa.Array | None
+    ) -> pa.Array:
         """The digits ``rules._plain_international`` reads for each value: those of a plainly
-        written ``+<code> <number>``, and ``<code><digits>`` for a plainly written national
-        number of a region ``rules._national_plan`` covers (unless its digits start with the
-        code or the region's international prefix, as ``rules._plain_national`` asks); null
-        for the others."""
-        international = pc.and_(plus, pc.match_substring_regex(value, _INTL_CHARS))
+        written ``+<code> <number>`` (``international``), and ``<code><digits>`` for a plainly
+        written national number (``national``) of a region ``rules._national_plan`` covers
+        (unless its digits start with the code or the region's international prefix, as
+        ``rules._plain_national`` asks); null for the others."""
+        international = pa.array(international)
         if regions is None:
             plan = rules._national_plan(self.phone_region)
             code = None if plan is None else pa.scalar(plan[0], pa.string())
@@ -451,49 +510,67 @@ class ColumnarRules:
             code = None if not any(known) else pa.array(known, pa.string()).take(pc.index_in(regions, distinct))
         if code is None:
             return pc.if_else(international, digits, _NULL)
-        national = pc.and_(pc.invert(plus), pc.match_substring_regex(value, _NATIONAL_CHARS))
-        code = pc.if_else(national, code, _NULL)
-        code = pc.if_else(_keyed_regex(code, digits, _national_starts(), full=False), _NULL, code)
+        code = pc.if_else(pa.array(national), code, _NULL)
+        code = pc.if_else(_keyed_regex(code, digits, _national_starts()), _NULL, code)
         return pc.if_else(international, digits, pc.binary_join_element_wise(code, digits, ""))
 
     @staticmethod
     def _international(digits: pa.Array) -> tuple[pa.Array, pa.Array]:
         """For ``<code><number>`` digits (null: not a candidate), which ones
-        ``rules._plain_international`` reads, and its E.164 form of them (null where not)."""
+        ``rules._plain_international`` reads, and its E.164 form of them (null where not).
+
+        The calling code, the national prefix and the lengths are read with numpy from the
+        digits' bytes (no strings built but the E.164 ones); the patterns with RE2, per code.
+        """
         plans = _phone_plans()
-        heads = [pc.utf8_slice_codeunits(digits, 0, size) for size in (1, 2, 3)]
-        known = [pc.is_in(head, value_set=plans.codes) for head in heads]
-        code = pc.if_else(known[0], heads[0], pc.if_else(known[1], heads[1], pc.if_else(known[2], heads[2], _NULL)))
-        national = pc.if_else(
-            known[0],
-            pc.utf8_slice_codeunits(digits, 1),
-            pc.if_else(known[1], pc.utf8_slice_codeunits(digits, 2), pc.utf8_slice_codeunits(digits, 3)),
-        )
-        length = pc.binary_length(digits)
-        base = pc.fill_null(pc.and_(pc.greater_equal(length, 3), pc.less_equal(length, 15)), False)
+        octets, start, length = _string_parts(digits)
+
+        def number(at: np.ndarray, width: int) -> np.ndarray:
+            """The digits [at, at + width) as a number; -1 past the end."""
+            inside = at + width <= length
+            if not len(octets):
+                return np.full(len(digits), -1, np.int64)
+            where = np.where(inside, start + at, 0)[:, None] + np.arange(width)
+            values = octets[np.minimum(where, len(octets) - 1)].astype(np.int64) - 48
+            return np.where(inside, values @ (10 ** np.arange(width - 1, -1, -1)), -1)
+
+        zero = np.zeros(len(digits), np.int64)
+        heads = [number(zero, size) for size in (1, 2, 3)]
+        size = np.zeros(len(digits), np.int64)
+        for n in (3, 2, 1):  # the shortest calling code the digits start with
+            size = np.where((heads[n - 1] >= 0) & plans.codes[n - 1][np.maximum(heads[n - 1], 0)], n, size)
+        code = np.choose(np.maximum(size - 1, 0), heads) * (size > 0)
+        base = (size > 0) & (length >= 3) & (length <= 15)
+        national = np.where(base, length - size, 0)
         # The national prefix a number starts with: the first of its code's alternation.
-        width = np.zeros(len(digits), dtype=np.int8)
+        width = np.zeros(len(digits), np.int64)
         for place in plans.prefixes:
-            for size, keys in place.items():
-                start = pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(national, 0, size), ":")
-                hit = pc.fill_null(pc.is_in(start, value_set=keys), False).to_numpy(zero_copy_only=False)
-                width[hit & (width == 0)] = size
-        rows = np.flatnonzero((width > 0) & base.to_numpy(zero_copy_only=False))
-        if len(rows):
-            national = _strip_national_prefix(code, national, width, rows, plans)
-        key = pc.binary_join_element_wise(code, pc.cast(pc.binary_length(national), pa.string()), ":")
-        ok = pc.fill_null(pc.is_in(key, value_set=plans.lengths), False)
-        # Pattern-prefix codes: as written when the pattern does not match the start.
-        patterned = pc.and_(base, pc.fill_null(pc.is_in(key, value_set=plans.pattern_lengths), False))
-        if pc.any(patterned).as_py():
-            rows = np.flatnonzero(patterned.to_numpy(zero_copy_only=False))
-            take = pa.array(rows)
-            matched = _keyed_regex(code.take(take), national.take(take), plans.patterns, full=False)
-            mask = np.zeros(len(digits), dtype=bool)
-            mask[rows] = ~matched.to_numpy(zero_copy_only=False)
-            ok = pc.or_(ok, pa.array(mask))
-        ok = pc.and_(base, ok)
-        return ok, pc.if_else(ok, pc.binary_join_element_wise("+", code, national, ""), _NULL)
+            for n, keys in place.items():
+                hit = np.isin(code * 10**n + number(size, n), keys) & (national >= n) & (width == 0)
+                width[hit] = n
+        strip = base & (width > 0) & plans.stripped[code, np.maximum(national - width, 0)]
+        ok = ~(base & (width > 0) & plans.transformed[code])  # those are left per row
+        rows = np.flatnonzero(strip & ok)
+        if len(rows):  # kept when the number matches the general pattern and the stripped one does not
+            rows = rows[np.argsort(code[rows], kind="stable")]
+            whole = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], zero[rows], b"")
+            cut = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], width[rows], b"")
+            keep = _match_per_code(whole, code[rows], plans.general, full=True)
+            keep &= ~_match_per_code(cut, code[rows], plans.general, full=True)
+            strip[rows[keep]] = False
+        width = np.where(strip, width, 0)
+        ok &= base & plans.lengths[code, national - width]
+        patterned = np.flatnonzero(base & plans.pattern_lengths[code, national])
+        if len(patterned):  # as written when the pattern does not match the start
+            patterned = patterned[np.argsort(code[patterned], kind="stable")]
+            text = _spliced(
+                octets, start[patterned] + size[patterned], national[patterned], zero[patterned], zero[patterned], b""
+            )
+            ok[patterned] = ~_match_per_code(text, code[patterned], plans.patterns, full=False)
+        rows = np.flatnonzero(ok)
+        found = _spliced(octets, start[rows], length[rows], size[rows], width[rows], b"+")
+        mask = pa.array(ok)
+        return mask, pc.replace_with_mask(pa.nulls(len(digits), pa.string()), mask, found)
 
     @staticmethod
     def raw_cells(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
