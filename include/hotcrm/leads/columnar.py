@@ -52,9 +52,8 @@ class _PhonePlans:
 
     codes: tuple[np.ndarray, np.ndarray, np.ndarray]  # per code size 1-3: is this number a calling code
     lengths: np.ndarray  # [code, n]: a possible national length (n >= 2) of a literal-prefix code
-    prefixes: list[
-        dict[int, np.ndarray]
-    ]  # per place in a code's prefix alternation: width -> code * 10**width + prefix
+    # Per place in a code's national prefix alternation: width -> code * 10**width + prefix.
+    prefixes: list[dict[int, np.ndarray]]
     transformed: np.ndarray  # [code]: a literal-prefix code whose metadata transforms the prefix (left per row)
     stripped: np.ndarray  # [code, n]: a stripped length _test_number_length does not call too short
     general: dict[int, str]  # code -> general_desc.national_number_pattern (literal-prefix codes)
@@ -106,20 +105,8 @@ def _phone_plans() -> _PhonePlans:
     )
 
 
-def _keyed_regex(code: pa.Array, digits: pa.Array, patterns: Mapping[str, str]) -> pa.Array:
-    """Whether each row's ``digits`` start with a match of the pattern of its ``code`` in
-    ``patterns`` (false where there is none): one RE2 alternation over the codes present, on
-    ``code:digits``."""
-    codes = sorted(set(pc.unique(code).to_pylist()) & patterns.keys())
-    if not codes:
-        return pa.array(np.zeros(len(digits), dtype=bool))
-    keys = pc.binary_join_element_wise(code, digits, ":")
-    found = pc.match_substring_regex(keys, "^(?:" + "|".join(f"{c}:(?:{patterns[c]})" for c in codes) + ")")
-    return pc.fill_null(found, False)
-
-
 @functools.cache
-def _national_starts() -> dict[str, str]:
+def _national_starts() -> dict[int, str]:
     """Calling code -> what the digits of a national number of its main region must not start
     with to be read as ``+<code><digits>`` (the code, or the region's international prefix)."""
     from phonenumbers import SUPPORTED_REGIONS
@@ -129,16 +116,24 @@ def _national_starts() -> dict[str, str]:
         plan = rules._national_plan(region)
         if plan is not None:
             code, prefix = plan
-            starts[code] = code if prefix is None else f"{code}|(?:{prefix.pattern})"
+            starts[int(code)] = code if prefix is None else f"{code}|(?:{prefix.pattern})"
     return starts
 
 
-def _string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data bytes, each value's start in them, its length: 0 when null) of a string array."""
+def _string_bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the bytes of a string array's values, where each value ends in them (from 0, one more
+    than values), which values are not null): numpy views, no copy."""
+    if not pa.types.is_string(strings.type):
+        strings = strings.cast(pa.string())
     _, offsets, data = strings.buffers()
     ends = np.frombuffer(offsets, np.int32, len(strings) + 1, strings.offset * 4).astype(np.int64)
-    valid = strings.is_valid().to_numpy(zero_copy_only=False)
-    octets = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    octets = np.frombuffer(data, np.uint8)[ends[0] : ends[-1]] if data is not None else np.zeros(0, np.uint8)
+    return octets, ends - ends[0], strings.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, each value's start in them, its length: 0 when null) of a string array."""
+    octets, ends, valid = _string_bytes(strings)
     return octets, ends[:-1], np.where(valid, np.diff(ends), 0)
 
 
@@ -171,13 +166,8 @@ def _phone_characters(value: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray
     holds (what ``rules._NON_DIGITS`` leaves), whether it is written with digits, spaces,
     dots, dashes and parentheses only after at most a leading "+" (``rules._NANP_CHARS``),
     whether it starts with "+"."""
-    if not pa.types.is_string(value.type):
-        value = value.cast(pa.string())
     count = len(value)
-    _, offsets, data = value.buffers()
-    ends = np.frombuffer(offsets, np.int32, count + 1, value.offset * 4).astype(np.int64)
-    octets = np.frombuffer(data, np.uint8)[ends[0] : ends[-1]] if data is not None else np.zeros(0, np.uint8)
-    ends -= ends[0]
+    octets, ends, valid = _string_bytes(value)
     digit = (octets >= 48) & (octets <= 57)
     plus_sign = octets == 43
 
@@ -191,7 +181,6 @@ def _phone_characters(value: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray
     filled = sizes > 0
     leading[filled] = plus_sign[ends[:-1][filled]]
     others = per_value(~digit & ~plus_sign & ~_PHONE_MARKS[octets])
-    valid = value.is_valid().to_numpy(zero_copy_only=False)
     plain = valid & filled & (others == 0) & (per_value(plus_sign) == leading)
     running = np.zeros(len(digit) + 1, np.int64)
     np.cumsum(digit, out=running[1:])
@@ -208,8 +197,8 @@ def _match_per_code(text: pa.Array, code: np.ndarray, patterns: Mapping[int, str
     found = np.zeros(len(text), dtype=bool)
     bounds = [0, *(np.flatnonzero(np.diff(code)) + 1).tolist(), len(code)]
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        pattern = patterns.get(int(code[a]), "")
-        if b > a and pattern:
+        pattern = patterns.get(int(code[a]), "") if b > a else ""
+        if pattern:
             matched = pc.match_substring_regex(text.slice(a, b - a), f"^(?:{pattern})" + ("$" if full else ""))
             found[a:b] = matched.to_numpy(zero_copy_only=False)
     return found
@@ -420,11 +409,12 @@ class ColumnarRules:
     ) -> tuple[pa.Array, pa.Array]:
         """Which trimmed values are phone numbers, and them in E.164 (null where not).
 
-        Plainly written North American and international numbers (see ``rules._plain_nanp``
-        and ``rules._plain_international``) column-wise; the other ``candidates`` (rows still
-        plain) one by one through :func:`rules.normalize_phone`, so that a national prefix or
-        a national number of another country does not send its whole row to the per-row rules.
-        ``regions``: each row's region for national numbers (None: ``phone_region`` for all).
+        Plainly written numbers that ``rules.normalize_phone``'s fast paths read (North
+        American, ``+<code>``, national numbers of the row's region, a national prefix to strip
+        or keep) column-wise, see :meth:`_plain_phone`; the other ``candidates`` (rows still
+        plain) one by one through :func:`rules.normalize_phone`, so that an unusual number
+        does not send its whole row to the per-row rules. ``regions``: each row's region for
+        national numbers (None: ``phone_region`` for all).
         """
         if regions is None:
             nanp = self.phone_region in rules._NANP_REGIONS
@@ -511,7 +501,13 @@ class ColumnarRules:
         if code is None:
             return pc.if_else(international, digits, _NULL)
         code = pc.if_else(pa.array(national), code, _NULL)
-        code = pc.if_else(_keyed_regex(code, digits, _national_starts()), _NULL, code)
+        rows = np.flatnonzero(code.is_valid().to_numpy(zero_copy_only=False))
+        numbers = pc.cast(code.take(pa.array(rows)), pa.int64()).to_numpy()
+        order = np.argsort(numbers, kind="stable")
+        rows, numbers = rows[order], numbers[order]
+        taken = np.zeros(len(digits), dtype=bool)
+        taken[rows] = _match_per_code(digits.take(pa.array(rows)), numbers, _national_starts(), full=False)
+        code = pc.if_else(pa.array(taken), _NULL, code)
         return pc.if_else(international, digits, pc.binary_join_element_wise(code, digits, ""))
 
     @staticmethod
