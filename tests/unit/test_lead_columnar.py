@@ -9,10 +9,11 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from hotcrm.leads import loader, numbers, rules
-from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _scan, cells_from_rows, parse_text
+from hotcrm.leads.columnar import _UNUSUAL_CLASS, ColumnarRules, _phone_characters, _scan, cells_from_rows, parse_text
 from hotcrm.leads.columnar import cells_json as _cells_json
 from hotcrm.leads.keys import EmailKeys
 from hotcrm.leads.reader import HeaderMap
@@ -83,6 +84,49 @@ CELLS = {
         "06 12 34 56 78",
         "030 1234567",
         "020 7946 0958",
+        # National numbers of many regions (read in the row's Country), "(0)" forms, prefixes
+        # phonenumbers keeps, the international prefix or the calling code in front.
+        "07700 900123",
+        "(030) 12345678",
+        "089 12345678",
+        "612 34 56 78",
+        "06 1234 5678",
+        "12 345 67 89",
+        "08-123 456 78",
+        "044 123 45 67",
+        "32 12 34 56",
+        "(11) 91234-5678",
+        "011 91234 5678",
+        "010 1234 5678",
+        "03-1234-5678",
+        "(02) 9876 5432",
+        "098765 43210",
+        "0",
+        "01",
+        "00 33 6 12 34 56 78",
+        "0033612345678",
+        "33 6 12 34 56 78",
+        "49 30 1234567",
+        "+44 (0)20 7946 0958",
+        "+34 (0)612 34 56 78",
+        "+55 (11) 91234-5678",
+        "+55 0 11 91234 5678",
+        "+86 10 1234 5678",
+        "+86 010 1234 5678",
+        "+81 3 1234 5678",
+        "+61 2 9876 5432",
+        "+91 98765 43210",
+        "+39 06 1234 5678",
+        "+46 (0)8 123 456 78",
+        "+49 (0)30",
+        "+33 0",
+        "+44 180020",
+        "06 12 34 56 78 90 12",
+        "+33 6 12 34 56 78 90 12 34",
+        "０６ 12 34 56 78",  # full-width digits: phonenumbers reads them, the fast paths do not
+        "+33 ６ 12 34 56 78",
+        "+",
+        "()",
     ],
     "LeadSource": ["", "Web", " Partner ", "s" * 101],
     "Status": ["", "Working", "q" * 41],
@@ -90,7 +134,10 @@ CELLS = {
     "Website": ["", "https://example.com"],
     "State": ["", "CA"],
     # National numbers are read in the Country's region when it is recognised.
-    "Country": ["", "FR", "France", "DE", "Deutschland", "GB", "United Kingdom", "UK", " fr ", "US", "CA", "Narnia"],
+    "Country": [
+        *("", "FR", "France", "DE", "Deutschland", "GB", "United Kingdom", "UK", " fr ", "US", "CA", "Narnia"),
+        *("ES", "Italia", "PL", "Sweden", "CH", "DK", "Brazil", "CN", "JP", "AU", "India", "AR", "NL", "Schweiz"),
+    ],
     "OwnerId": ["", "owner-1"],
     "EstimatedValue": ["", "1200.5", "1,000", "12.500", "1.234,56", "€ 1.200,-", "1\u00a0234,56", "-3", "abc", " 7 "],
 }
@@ -106,7 +153,7 @@ def staged_by_rows(columns: dict[str, int], width: int, cells: list[str], **opti
     return stage_row(7, clean, plan, cells)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(16))
 def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them(seed):
     rnd = random.Random(seed)
     for _ in range(40):
@@ -115,7 +162,7 @@ def test_plain_rows_get_what_the_per_row_rules_give_and_the_rest_is_left_to_them
         positions = rnd.sample(range(width), len(fields))
         columns = dict(zip(fields, positions, strict=True))
         required = [f for f in rules.REQUIRED_FIELDS if f in columns]
-        region = rnd.choice(["US", "US", "CA", "GB"])
+        region = rnd.choice(["US", "US", "CA", "GB", "FR", "DE", "BR", "CN", "JP", "IN", "AU"])
         amounts = rnd.choice([numbers.DEFAULT, numbers.AmountFormat(","), numbers.AmountFormat(None)])
         rows = []
         for _ in range(60):
@@ -255,3 +302,154 @@ def test_the_byte_scan_of_a_text_block_agrees_with_has_unusual_and_sees_every_pa
             cells = [c for row in csv.reader(lines, delimiter=delimiter) for c in row]
             if any(c != c.strip(" \t\v\f") for c in cells):
                 assert padded, repr(text)
+
+
+def fast_phone(value: str, region: str) -> str | None:
+    """What ``rules.normalize_phone``'s fast paths give (None: it asks phonenumbers)."""
+    plain = rules._plain_nanp(value, region)
+    if plain is None:
+        plain = rules._plain_international(value) if value[:1] == "+" else rules._plain_national(value, region)
+    return plain
+
+
+def random_phones(rnd: random.Random, region: str, count: int) -> list[str]:
+    """Numbers as people write them for ``region``: national ones with or without the national
+    prefix (literal or a pattern's), the international prefix or the calling code in front,
+    ``+<code>`` with ``(0)``, other codes, lengths around the possible ones, odd characters."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    plan = rules._national_plan(region)
+    code = plan[0] if plan else str(phonenumbers_code(region))
+    prefixes = rules.international_plans()[1].get(code, ((),))[0]
+    other = str(rnd.choice(sorted(COUNTRY_CODE_TO_REGION_CODE)))
+    found = []
+    for _ in range(count):
+        national = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(0, 14)))
+        head = rnd.random()
+        if prefixes and head < 0.35:
+            national = rnd.choice(prefixes) + national
+        elif head < 0.45:
+            national = "0" + national
+        elif head < 0.5:
+            national = code + national
+        elif head < 0.55:
+            national = "00" + code + national
+        cut = rnd.randint(0, len(national))
+        shape = rnd.choice(["{}{}", "{} {}", "({}) {}", "{}-{}", "{}.{}", "{} ({}) {}"])
+        parts = (national[:cut], national[cut:]) if shape.count("{}") == 2 else ("", national[:cut], national[cut:])
+        written = shape.format(*parts).strip()
+        kind = rnd.random()
+        if kind < 0.3:
+            written = f"+{code} {written}"
+        elif kind < 0.4:
+            written = f"+{code} (0){written}"
+        elif kind < 0.45:
+            written = f"+{other} {written}"
+        elif kind < 0.48:
+            written = rnd.choice(
+                [f"{written} ext 1", f"+{written}+1", f"0{written}x", f"++{written}", f"\uff10{written}", "+", "()"]
+            )
+        found.append(written)
+    return found
+
+
+def phonenumbers_code(region: str) -> int:
+    import phonenumbers
+
+    return phonenumbers.country_code_for_region(region)
+
+
+def column_phones(values: list[str], countries: list[str] | None, phone_region: str):
+    """What the column-wise path alone makes of trimmed phone values: (accepted, E.164)."""
+    columns = {"Email": 0, "Phone": 1} if countries is None else {"Email": 0, "Phone": 1, "Country": 2}
+    rules_c = ColumnarRules(columns, loader.LEAD_COLUMNS, phone_region=phone_region)
+    value = pa.array(values, pa.string())
+    regions = None if countries is None else rules_c._regions(pa.array(countries, pa.string()))
+    if regions is None:
+        nanp = phone_region in rules._NANP_REGIONS
+    else:
+        nanp = pc.is_in(regions, value_set=pa.array(rules._NANP_REGIONS, pa.string()))
+    ok, e164 = rules_c._plain_phone(value, nanp, regions)
+    return ok.to_pylist(), e164.to_pylist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_column_wise_phones_are_exactly_the_fast_paths_for_every_region(seed):
+    """Column-wise, a phone is accepted exactly when ``normalize_phone``'s fast paths read it,
+    with their E.164 form: national numbers of every region (grouped per row by Country, or
+    all in the mapping's region), national prefixes stripped or kept, pattern prefixes."""
+    from phonenumbers import SUPPORTED_REGIONS
+
+    rnd = random.Random(seed)
+    regions = sorted(SUPPORTED_REGIONS)
+    taken = national = 0
+    for start in range(0, len(regions), 12):
+        chunk = regions[start : start + 12]
+        values, countries = [], []
+        for region in chunk:
+            found = random_phones(rnd, region, 30)
+            values += found
+            countries += [region] * len(found)
+        order = list(range(len(values)))
+        rnd.shuffle(order)  # regions interleaved in a batch
+        values, countries = [values[i] for i in order], [countries[i] for i in order]
+        default = rnd.choice(["US", "GB", "FR"])
+        ok, e164 = column_phones(values, countries, default)
+        for value, country, accepted, number in zip(values, countries, ok, e164, strict=True):
+            expected = fast_phone(value, country)
+            assert (accepted, number if accepted else None) == (expected is not None, expected), (value, country)
+            taken += accepted
+            national += accepted and value[:1] != "+"
+        region = rnd.choice(chunk)  # every row in the mapping's region: no Country column
+        found = random_phones(rnd, region, 80)
+        ok, e164 = column_phones(found, None, region)
+        for value, accepted, number in zip(found, ok, e164, strict=True):
+            expected = fast_phone(value, region)
+            assert (accepted, number if accepted else None) == (expected is not None, expected), (value, region)
+    assert taken > 900 and national > 400  # the column-wise paths were exercised
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "expected"),
+    [
+        ("06 12 34 56 78", "FR", "+33612345678"),
+        ("030 2123456", "DE", "+49302123456"),
+        ("020 7946 0123", "GB", "+442079460123"),
+        ("07700 123456", "GB", "+447700123456"),
+        ("+33 (0)1 23 45 67 89", "US", "+33123456789"),  # (0): the national prefix, stripped
+        ("+49 (0)30 2123456", "US", "+49302123456"),
+        ("+44 180020 1234", "US", "+441800201234"),  # the second prefix of 0|180020, kept (too short stripped)
+        ("+49 (0)30", "US", "+49030"),  # too short once stripped: phonenumbers keeps the prefix
+        ("+44 180020 12345678", "US", None),  # an impossible length
+        ("+55 11 91234-5678", "US", "+5511912345678"),  # Brazil: a pattern prefix that does not match
+        ("+55 0 11 91234 5678", "US", None),  # it matches: per row
+        ("+86 10 1234 5678", "US", "+861012345678"),
+        ("0033 6 12 34 56 78", "FR", None),  # the international prefix in front: per row
+        ("33 6 12 34 56 78", "FR", None),  # the calling code in front: per row
+        ("0 1234", "DE", "+491234"),  # a short German number: its length is possible
+        ("+86 010 1234 5678", "US", None),  # China's prefix pattern matches: per row
+        ("06 12 34 56 78 90 12", "FR", None),  # an impossible length
+        ("(11) 91234-5678", "BR", None),  # a pattern-prefix region's national numbers: per row
+        ("06 12 34 56 78", "Narnia", None),  # unknown Country: phone_region US, not a US number
+    ],
+)
+def test_national_and_prefixed_phones_are_read_column_wise(phone, country, expected):
+    ok, e164 = column_phones([phone, "(415) 555-0132"], [country, "US"], "US")
+    assert ok == [expected is not None, True]
+    assert e164[0] == expected
+    assert fast_phone(phone, rules.phone_region_for(country)) == expected  # the fast paths agree
+
+
+def test_phone_characters_read_sliced_arrays_with_nulls_byte_by_byte():
+    values = pa.array(["x", "+33 (0)6-12.34", None, "06 12", "", "+", "1+2", "\uff16 1", "++1", " 7"]).slice(1)
+    digits, plain, plus = _phone_characters(values)
+    assert digits.to_pylist()[:3] == ["33061234", "", "0612"] and digits.to_pylist()[3:] == [
+        "",
+        "",
+        "12",
+        "1",
+        "1",
+        "7",
+    ]
+    assert plain.tolist() == [True, False, True, False, True, False, False, False, True]
+    assert plus.tolist() == [True, False, False, False, True, False, False, True, False]

@@ -43,27 +43,167 @@ _JSON_ESCAPED_RE = re.compile(_JSON_ESCAPED)
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _PLAIN_EMAIL = "^" + rules._PLAIN_EMAIL.pattern + "$"
 _SPECIAL_USE_TLD = r"(?i)\.(?:" + "|".join(rules._SPECIAL_USE_SUFFIXES) + ")$"
-_NANP_CHARS = "^" + rules._NANP_CHARS.pattern + "$"
 _NANP_NATIONAL = "^" + rules._NANP_NATIONAL.pattern + "$"
-_INTL_CHARS = "^" + rules._INTL_CHARS.pattern + "$"
+
+
+@dataclass(frozen=True)
+class _PhonePlans:
+    """:func:`rules.international_plans` and :func:`rules._pattern_plans` as numpy tables indexed
+    by calling code (a number below 1000) and national length (below 16), so one gather serves
+    every code of a batch; the patterns stay RE2 patterns (phonenumbers' are RE2's syntax too)."""
+
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray]  # per code size 1-3: is this number a calling code
+    lengths: np.ndarray  # [code, n]: a possible national length (n >= 2) of a literal-prefix code
+    # Per place in a code's national prefix alternation: width -> code * 10**width + prefix.
+    prefixes: list[dict[int, np.ndarray]]
+    transformed: np.ndarray  # [code]: a literal-prefix code whose metadata transforms the prefix (left per row)
+    stripped: np.ndarray  # [code, n]: a stripped length _test_number_length does not call too short
+    general: dict[int, str]  # code -> general_desc.national_number_pattern (literal-prefix codes)
+    patterns: dict[int, str]  # pattern-prefix code -> its national_prefix_for_parsing
+    pattern_lengths: np.ndarray  # [code, n]: a possible national length (n >= 2) of a pattern-prefix code
 
 
 @functools.cache
-def _international_sets() -> tuple[pa.Array, pa.Array, dict[int, pa.Array]]:
-    """:func:`rules.international_plans` as Arrow value sets: the calling codes; ``code:length``
-    for each possible national length; per prefix length, ``code:prefix`` for the national
-    prefixes that send a number to phonenumbers."""
+def _phone_plans() -> _PhonePlans:
+    from phonenumbers import ValidationResult
+    from phonenumbers.phonenumberutil import _test_number_length
+
     codes, plans = rules.international_plans()
-    lengths = [f"{code}:{n}" for code, (_, possible) in plans.items() for n in possible if n >= 2]
-    prefixes: dict[int, list[str]] = {}
-    for code, (literals, _) in plans.items():
-        for literal in literals:
-            prefixes.setdefault(len(literal), []).append(f"{code}:{literal}")
-    return (
-        pa.array(sorted(codes), pa.string()),
-        pa.array(sorted(lengths), pa.string()),
-        {size: pa.array(sorted(keys), pa.string()) for size, keys in prefixes.items()},
+    sizes = (np.zeros(10, bool), np.zeros(100, bool), np.zeros(1000, bool))
+    for code in codes:
+        sizes[len(code) - 1][int(code)] = True
+    lengths, stripped, pattern_lengths = (np.zeros((1000, 16), bool) for _ in range(3))
+    transformed = np.zeros(1000, bool)
+    places: list[dict[int, list[int]]] = []
+    short = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+    general = {}
+    for code, (literals, possible) in plans.items():
+        lengths[int(code), [n for n in possible if 2 <= n < 16]] = True
+        for place, literal in enumerate(literals):
+            if place == len(places):
+                places.append({})
+            places[place].setdefault(len(literal), []).append(int(code) * 10 ** len(literal) + int(literal))
+        metadata = rules._code_metadata(code)
+        if metadata is None or metadata.national_prefix_transform_rule:
+            transformed[int(code)] = True
+            continue
+        general[int(code)] = metadata.general_desc.national_number_pattern or ""
+        # The outcome depends on the length alone (a national part has at most 14 digits).
+        for n in range(16):
+            stripped[int(code), n] = _test_number_length("0" * n, metadata) not in short
+    patterns = {}
+    for code, (pattern, possible) in rules._pattern_plans().items():
+        pattern_lengths[int(code), [n for n in possible if 2 <= n < 16]] = True
+        patterns[int(code)] = pattern.pattern
+    return _PhonePlans(
+        sizes,
+        lengths,
+        [{size: np.array(sorted(keys), np.int64) for size, keys in place.items()} for place in places],
+        transformed,
+        stripped,
+        general,
+        patterns,
+        pattern_lengths,
     )
+
+
+@functools.cache
+def _national_starts() -> dict[int, str]:
+    """Calling code -> what the digits of a national number of its main region must not start
+    with to be read as ``+<code><digits>`` (the code, or the region's international prefix)."""
+    from phonenumbers import SUPPORTED_REGIONS
+
+    starts = {}
+    for region in SUPPORTED_REGIONS:
+        plan = rules._national_plan(region)
+        if plan is not None:
+            code, prefix = plan
+            starts[int(code)] = code if prefix is None else f"{code}|(?:{prefix.pattern})"
+    return starts
+
+
+def _string_bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the bytes of a string array's values, where each value ends in them (from 0, one more
+    than values), which values are not null): numpy views, no copy."""
+    if not pa.types.is_string(strings.type):
+        strings = strings.cast(pa.string())
+    _, offsets, data = strings.buffers()
+    ends = np.frombuffer(offsets, np.int32, len(strings) + 1, strings.offset * 4).astype(np.int64)
+    octets = np.frombuffer(data, np.uint8)[ends[0] : ends[-1]] if data is not None else np.zeros(0, np.uint8)
+    return octets, ends - ends[0], strings.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, each value's start in them, its length: 0 when null) of a string array."""
+    octets, ends, valid = _string_bytes(strings)
+    return octets, ends[:-1], np.where(valid, np.diff(ends), 0)
+
+
+def _spliced(
+    octets: np.ndarray, start: np.ndarray, length: np.ndarray, cut: np.ndarray, cut_length: np.ndarray, lead: bytes
+) -> pa.Array:
+    """Per row, ``lead`` + ``octets[start:start + length]`` without its ``cut_length`` bytes
+    from ``cut`` on, as a string array: built with a few numpy gathers."""
+    kept = length - cut_length
+    offsets = np.zeros(len(start) + 1, np.int64)
+    np.cumsum(kept + len(lead), out=offsets[1:])
+    out = np.empty(int(offsets[-1]), np.uint8)
+    for i, byte in enumerate(lead):
+        out[offsets[:-1] + i] = byte
+    firsts = np.zeros(len(start), np.int64)
+    np.cumsum(kept[:-1], out=firsts[1:])
+    row = np.repeat(np.arange(len(start)), kept)
+    position = np.arange(len(row)) - firsts[row]
+    source = start[row] + position + np.where(position >= cut[row], cut_length[row], 0)
+    out[offsets[row] + len(lead) + position] = octets[source]
+    return pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out))
+
+
+# Bytes of a plainly written number besides digits and a leading "+" (rules._NATIONAL_CHARS).
+_PHONE_MARKS = np.isin(np.arange(256), [ord(c) for c in " ().-"])
+
+
+def _phone_characters(value: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(digits, plain, plus) per value, from one numpy pass over its bytes: the ASCII digits it
+    holds (what ``rules._NON_DIGITS`` leaves), whether it is written with digits, spaces,
+    dots, dashes and parentheses only after at most a leading "+" (``rules._NANP_CHARS``),
+    whether it starts with "+"."""
+    count = len(value)
+    octets, ends, valid = _string_bytes(value)
+    digit = (octets >= 48) & (octets <= 57)
+    plus_sign = octets == 43
+
+    def per_value(flags: np.ndarray) -> np.ndarray:
+        running = np.zeros(len(flags) + 1, np.int64)
+        np.cumsum(flags, out=running[1:])
+        return running[ends[1:]] - running[ends[:-1]]
+
+    sizes = np.diff(ends)
+    leading = np.zeros(count, bool)
+    filled = sizes > 0
+    leading[filled] = plus_sign[ends[:-1][filled]]
+    others = per_value(~digit & ~plus_sign & ~_PHONE_MARKS[octets])
+    plain = valid & filled & (others == 0) & (per_value(plus_sign) == leading)
+    running = np.zeros(len(digit) + 1, np.int64)
+    np.cumsum(digit, out=running[1:])
+    digits = pa.StringArray.from_buffers(
+        count, pa.py_buffer(running[ends].astype(np.int32)), pa.py_buffer(np.ascontiguousarray(octets[digit]))
+    )
+    return digits, plain, leading & valid
+
+
+def _match_per_code(text: pa.Array, code: np.ndarray, patterns: Mapping[int, str], *, full: bool) -> np.ndarray:
+    """Whether each value of ``text`` (sorted by ``code``) matches its code's pattern (all of
+    it when ``full``, else a start); false for a code without one (phonenumbers' empty pattern
+    matches nothing). One RE2 kernel per code present."""
+    found = np.zeros(len(text), dtype=bool)
+    bounds = [0, *(np.flatnonzero(np.diff(code)) + 1).tolist(), len(code)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        pattern = patterns.get(int(code[a]), "") if b > a else ""
+        if pattern:
+            matched = pc.match_substring_regex(text.slice(a, b - a), f"^(?:{pattern})" + ("$" if full else ""))
+            found[a:b] = matched.to_numpy(zero_copy_only=False)
+    return found
 
 
 @dataclass
@@ -397,17 +537,18 @@ class ColumnarRules:
     ) -> tuple[pa.Array, pa.Array]:
         """Which trimmed values are phone numbers, and them in E.164 (null where not).
 
-        Plainly written North American and international numbers (see ``rules._plain_nanp``
-        and ``rules._plain_international``) column-wise; the other ``candidates`` (rows still
-        plain) one by one through :func:`rules.normalize_phone`, so that a national prefix or
-        a national number of another country does not send its whole row to the per-row rules.
-        ``regions``: each row's region for national numbers (None: ``phone_region`` for all).
+        Plainly written numbers that ``rules.normalize_phone``'s fast paths read (North
+        American, ``+<code>``, national numbers of the row's region, a national prefix to strip
+        or keep) column-wise, see :meth:`_plain_phone`; the other ``candidates`` (rows still
+        plain) one by one through :func:`rules.normalize_phone`, so that an unusual number
+        does not send its whole row to the per-row rules. ``regions``: each row's region for
+        national numbers (None: ``phone_region`` for all).
         """
         if regions is None:
             nanp = self.phone_region in rules._NANP_REGIONS
         else:
             nanp = pc.is_in(regions, value_set=pa.array(rules._NANP_REGIONS, pa.string()))
-        ok, e164 = self._plain_phone(value, nanp)
+        ok, e164 = self._plain_phone(value, nanp, regions)
         rest = np.flatnonzero(pc.and_(candidates, pc.invert(ok)).to_numpy(zero_copy_only=False))
         if not len(rest):
             return ok, e164
@@ -437,63 +578,123 @@ class ColumnarRules:
         amounts = pa.array([amount for amount in found if amount is not None], pa.string())
         return pa.array(mask), pc.replace_with_mask(pa.nulls(len(value), pa.string()), pa.array(mask), amounts)
 
-    def _plain_phone(self, value: pa.Array, nanp: bool | pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Which trimmed values are plainly written North American or international numbers
-        (see ``rules._plain_nanp`` and ``rules._plain_international``), and them in E.164;
-        null where not. ``nanp``: whether national numbers are read as North American ones
-        (for all rows, or per row)."""
-        digits = value  # only the plain characters matter (the others fail the character checks)
-        for mark in "+ ().-":
-            digits = pc.replace_substring(digits, mark, "")
+    def _plain_phone(
+        self, value: pa.Array, nanp: bool | pa.Array, regions: pa.Array | None = None
+    ) -> tuple[pa.Array, pa.Array]:
+        """Which trimmed values are plainly written numbers that ``rules.normalize_phone``'s fast
+        paths read (``_plain_nanp``, ``_plain_international``, ``_plain_national``), and them in
+        E.164; null where not. ``nanp``: whether national numbers are read as North American
+        ones (for all rows, or per row); ``regions``: each row's region (None: ``phone_region``)."""
+        digits, plain, plus_np = _phone_characters(value)
         length = pc.binary_length(digits)
-        plus = pc.starts_with(value, "+")
+        plus = pa.array(plus_np)
         leading_one = pc.and_(pc.equal(length, 11), pc.starts_with(digits, "1"))
         without_one = pc.utf8_slice_codeunits(digits, 1)
-        null = pa.scalar(None, pa.string())
         if nanp is True:
             national = pc.if_else(
-                leading_one, without_one, pc.if_else(pc.and_(pc.invert(plus), pc.equal(length, 10)), digits, null)
+                leading_one, without_one, pc.if_else(pc.and_(pc.invert(plus), pc.equal(length, 10)), digits, _NULL)
             )
         elif nanp is False:
-            national = pc.if_else(pc.and_(plus, leading_one), without_one, null)
+            national = pc.if_else(pc.and_(plus, leading_one), without_one, _NULL)
         else:  # per row: a national number is North American only in a North American region
             national = pc.if_else(
                 pc.and_(leading_one, pc.or_(plus, nanp)),
                 without_one,
-                pc.if_else(pc.and_(pc.and_(nanp, pc.invert(plus)), pc.equal(length, 10)), digits, null),
+                pc.if_else(pc.and_(pc.and_(nanp, pc.invert(plus)), pc.equal(length, 10)), digits, _NULL),
             )
-        ok = pc.and_(pc.match_substring_regex(value, _NANP_CHARS), pc.match_substring_regex(national, _NANP_NATIONAL))
-        ok = pc.fill_null(ok, False)
+        ok = pc.and_(pa.array(plain), pc.fill_null(pc.match_substring_regex(national, _NANP_NATIONAL), False))
         nanp = pc.binary_join_element_wise("+1", national, "")
-        if not pc.any(pc.and_(plus, pc.invert(ok))).as_py():
+        if not pc.any(pc.and_(pc.invert(ok), pc.greater(length, 0))).as_py():
             return ok, nanp
-        international = self._international(value, digits, length)
-        e164 = pc.if_else(ok, nanp, pc.if_else(international, pc.binary_join_element_wise("+", digits, ""), null))
-        return pc.or_(ok, international), e164
+        found, e164 = self._international(self._dialled(digits, plain & plus_np, plain & ~plus_np, regions))
+        return pc.or_(ok, found), pc.if_else(ok, nanp, e164)
+
+    def _dialled(
+        self, digits: pa.Array, international: np.ndarray, national: np.ndarray, regions: pa.Array | None
+    ) -> pa.Array:
+        """The digits ``rules._plain_international`` reads for each value: those of a plainly
+        written ``+<code> <number>`` (``international``), and ``<code><digits>`` for a plainly
+        written national number (``national``) of a region ``rules._national_plan`` covers
+        (unless its digits start with the code or the region's international prefix, as
+        ``rules._plain_national`` asks); null for the others."""
+        international = pa.array(international)
+        if regions is None:
+            plan = rules._national_plan(self.phone_region)
+            code = None if plan is None else pa.scalar(plan[0], pa.string())
+        else:
+            distinct = pc.unique(regions)
+            found = [rules._national_plan(region) for region in distinct.to_pylist()]
+            known = [None if plan is None else plan[0] for plan in found]
+            code = None if not any(known) else pa.array(known, pa.string()).take(pc.index_in(regions, distinct))
+        if code is None:
+            return pc.if_else(international, digits, _NULL)
+        code = pc.if_else(pa.array(national), code, _NULL)
+        rows = np.flatnonzero(code.is_valid().to_numpy(zero_copy_only=False))
+        numbers = pc.cast(code.take(pa.array(rows)), pa.int64()).to_numpy()
+        order = np.argsort(numbers, kind="stable")
+        rows, numbers = rows[order], numbers[order]
+        taken = np.zeros(len(digits), dtype=bool)
+        taken[rows] = _match_per_code(digits.take(pa.array(rows)), numbers, _national_starts(), full=False)
+        code = pc.if_else(pa.array(taken), _NULL, code)
+        return pc.if_else(international, digits, pc.binary_join_element_wise(code, digits, ""))
 
     @staticmethod
-    def _international(value: pa.Array, digits: pa.Array, length: pa.Array) -> pa.Array:
-        """Which values are ``+<code> <number>`` as ``rules._plain_international`` takes them."""
-        codes, lengths, prefixes = _international_sets()
-        heads = [pc.utf8_slice_codeunits(digits, 0, size) for size in (1, 2, 3)]
-        known = [pc.is_in(head, value_set=codes) for head in heads]
-        code = pc.if_else(known[0], heads[0], pc.if_else(known[1], heads[1], pc.if_else(known[2], heads[2], _NULL)))
-        national = pc.if_else(
-            known[0],
-            pc.utf8_slice_codeunits(digits, 1),
-            pc.if_else(known[1], pc.utf8_slice_codeunits(digits, 2), pc.utf8_slice_codeunits(digits, 3)),
-        )
-        size = pc.cast(pc.binary_length(national), pa.string())
-        ok = pc.and_(
-            pc.and_(pc.match_substring_regex(value, _INTL_CHARS), pc.greater_equal(length, 3)),
-            pc.and_(
-                pc.less_equal(length, 15), pc.is_in(pc.binary_join_element_wise(code, size, ":"), value_set=lengths)
-            ),
-        )
-        for width, keys in prefixes.items():
-            start = pc.binary_join_element_wise(code, pc.utf8_slice_codeunits(national, 0, width), ":")
-            ok = pc.and_(ok, pc.invert(pc.is_in(start, value_set=keys)))
-        return pc.fill_null(ok, False)
+    def _international(digits: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """For ``<code><number>`` digits (null: not a candidate), which ones
+        ``rules._plain_international`` reads, and its E.164 form of them (null where not).
+
+        The calling code, the national prefix and the lengths are read with numpy from the
+        digits' bytes (no strings built but the E.164 ones); the patterns with RE2, per code.
+        """
+        plans = _phone_plans()
+        octets, start, length = _string_parts(digits)
+
+        def number(at: np.ndarray, width: int) -> np.ndarray:
+            """The digits [at, at + width) as a number; -1 past the end."""
+            inside = at + width <= length
+            if not len(octets):
+                return np.full(len(digits), -1, np.int64)
+            where = np.where(inside, start + at, 0)[:, None] + np.arange(width)
+            values = octets[np.minimum(where, len(octets) - 1)].astype(np.int64) - 48
+            return np.where(inside, values @ (10 ** np.arange(width - 1, -1, -1)), -1)
+
+        zero = np.zeros(len(digits), np.int64)
+        heads = [number(zero, size) for size in (1, 2, 3)]
+        size = np.zeros(len(digits), np.int64)
+        for n in (3, 2, 1):  # the shortest calling code the digits start with
+            size = np.where((heads[n - 1] >= 0) & plans.codes[n - 1][np.maximum(heads[n - 1], 0)], n, size)
+        code = np.choose(np.maximum(size - 1, 0), heads) * (size > 0)
+        base = (size > 0) & (length >= 3) & (length <= 15)
+        national = np.where(base, length - size, 0)
+        # The national prefix a number starts with: the first of its code's alternation.
+        width = np.zeros(len(digits), np.int64)
+        for place in plans.prefixes:
+            for n, keys in place.items():
+                hit = np.isin(code * 10**n + number(size, n), keys) & (national >= n) & (width == 0)
+                width[hit] = n
+        strip = base & (width > 0) & plans.stripped[code, np.maximum(national - width, 0)]
+        ok = ~(base & (width > 0) & plans.transformed[code])  # those are left per row
+        rows = np.flatnonzero(strip & ok)
+        if len(rows):  # kept when the number matches the general pattern and the stripped one does not
+            rows = rows[np.argsort(code[rows], kind="stable")]
+            whole = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], zero[rows], b"")
+            cut = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], width[rows], b"")
+            keep = _match_per_code(whole, code[rows], plans.general, full=True)
+            keep &= ~_match_per_code(cut, code[rows], plans.general, full=True)
+            strip[rows[keep]] = False
+        width = np.where(strip, width, 0)
+        ok &= base & plans.lengths[code, national - width]
+        patterned = np.flatnonzero(base & plans.pattern_lengths[code, national])
+        if len(patterned):  # as written when the pattern does not match the start
+            patterned = patterned[np.argsort(code[patterned], kind="stable")]
+            text = _spliced(
+                octets, start[patterned] + size[patterned], national[patterned], zero[patterned], zero[patterned], b""
+            )
+            ok[patterned] = ~_match_per_code(text, code[patterned], plans.patterns, full=False)
+        rows = np.flatnonzero(ok)
+        found = _spliced(octets, start[rows], length[rows], size[rows], width[rows], b"+")
+        mask = pa.array(ok)
+        return mask, pc.replace_with_mask(pa.nulls(len(digits), pa.string()), mask, found)
 
     @staticmethod
     def raw_cells(cells: list[pa.Array], count: int, *, escape_free: bool = False) -> pa.Array:
