@@ -30,6 +30,7 @@ load, staging table, merge), :mod:`~hotcrm.leads.quality` (the file-level suite)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -93,6 +94,22 @@ DIRECT_LOAD = True
 _EVENT_NAMESPACE = uuid.UUID("9a4f2a52-6f0e-4b59-9a43-6c1f3d0b8e11")
 
 
+@contextlib.contextmanager
+def _system_allocator():
+    """Arrow allocates from the C library's malloc while a file is read: its default (mimalloc)
+    keeps the freed pages of earlier batches, ~50 MB more peak RSS at 300,000 rows, for no
+    speed measured (``ARROW_DEFAULT_MEMORY_POOL=system`` does the same, but must be set before
+    pyarrow is imported, which a task cannot promise). Buffers return to the pool that gave them."""
+    import pyarrow as pa
+
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def event_id_for(sha256: str) -> str:
     """The ``lead.imported`` event id of a file's content: a re-run writes the event once."""
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"lead.imported:{sha256}"))
@@ -122,7 +139,7 @@ def import_lead_file(
     progress = progress or log.info
     name = source.name
     # A spool folder a killed run left behind is removed here (hotcrm.files.work_dir).
-    with files.work_dir("hotcrm-lead-import-", work_dir) as tmp:
+    with _system_allocator(), files.work_dir("hotcrm-lead-import-", work_dir) as tmp:
         tmp_path = Path(tmp)
         try:
             spooled = spool(source, tmp_path / "source", mapping.limits)
@@ -173,7 +190,7 @@ def check_lead_file(
     suite = suite or load_suite()
     progress = progress or log.info
     name = source.name
-    with files.work_dir("hotcrm-lead-check-", work_dir) as tmp:
+    with _system_allocator(), files.work_dir("hotcrm-lead-check-", work_dir) as tmp:
         try:
             spooled = spool(source, Path(tmp) / "source", mapping.limits)
         except FileRejected as exc:
