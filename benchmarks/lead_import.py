@@ -24,7 +24,10 @@ In one run it generates CSV files of N leads, then measures, each in a fresh chi
 
 Peak RSS is the phase process's own (``RUSAGE_SELF``); beside it, in brackets, the largest
 child it waited for (``RUSAGE_CHILDREN``: the import's quality worker, which holds Great
-Expectations), so no memory hides in another process.
+Expectations), and "together": the peak of the import's RSS plus its worker's private memory,
+sampled every 50 ms (an upper bound of the two at once), so no memory hides in another
+process. The CPU seconds of the children (the worker, PostgreSQL's are not in it) are printed
+beside the phase's own.
 
 Each import prints its counts (inserted, updated, duplicates, rejected), so the repeated
 emails are seen to reach the merge, and the CPU seconds of its process (user + system: what
@@ -258,6 +261,44 @@ def _fresh_database(kind: str, work: Path, pg) -> str:
     return url
 
 
+class _TogetherPeak:
+    """Samples, every 50 ms, this process's RSS plus its children's private memory (the
+    quality worker's pages it shares with nobody; its shared-library pages are this
+    process's too): an upper bound of what the import and its worker use together."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _TogetherPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            total = _smaps(os.getpid(), ("Rss",))
+            for task in Path("/proc/self/task").iterdir():
+                children = (task / "children").read_text().split() if (task / "children").exists() else []
+                total += sum(_smaps(int(pid), ("Private_Clean", "Private_Dirty")) for pid in children)
+            self.peak_kb = max(self.peak_kb, total)
+
+
+def _smaps(pid: int, keys: tuple[str, ...]) -> int:
+    """Kilobytes of ``keys`` in a process's ``smaps_rollup`` (0 once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) for line in lines if line.split(":")[0] in keys)
+
+
 def phase_full(url: str, path: str, work: str) -> dict:
     """The whole import, as the DAG runs it."""
     from hotcrm.leads.importer import import_lead_file
@@ -267,17 +308,19 @@ def phase_full(url: str, path: str, work: str) -> dict:
         (Path(work) / sub).mkdir(parents=True, exist_ok=True)
     os.link(path, src) if not src.exists() else None
     started = time.perf_counter()
-    outcome = import_lead_file(
-        src,
-        url,
-        processed_dir=Path(work) / "processed",
-        failed_dir=Path(work) / "failed",
-        progress=lambda m: None,
-    )
+    with _TogetherPeak() as together:
+        outcome = import_lead_file(
+            src,
+            url,
+            processed_dir=Path(work) / "processed",
+            failed_dir=Path(work) / "failed",
+            progress=lambda m: None,
+        )
     elapsed = time.perf_counter() - started
     if outcome.status != "imported":
         raise SystemExit(f"import did not succeed: {outcome.to_dict()}")
-    return {"rows": outcome.rows_read, "seconds": elapsed, "outcome": outcome.to_dict()}
+    result = {"rows": outcome.rows_read, "seconds": elapsed, "outcome": outcome.to_dict()}
+    return {**result, "together_mb": together.peak_kb / 1024}
 
 
 def phase_raw(url: str, path: str, work: str) -> dict:
@@ -357,6 +400,8 @@ def _child(args: argparse.Namespace) -> None:
     result["peak_rss_children_mb"] = _peak_rss_mb(resource.RUSAGE_CHILDREN)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["children_cpu_seconds"] = children.ru_utime + children.ru_stime
     print("RESULT " + json.dumps(result, default=str), flush=True)
 
 
@@ -442,7 +487,9 @@ def main() -> None:
                 result["rate"] = result["rows"] / result["seconds"]
                 results[key] = result
                 outcome = result.get("outcome")
-                counts = ""
+                counts = together = ""
+                if "together_mb" in result:
+                    together = f"; together {result['together_mb']:4.0f} MB"
                 if outcome:
                     counts = (
                         f"  inserted {outcome['inserted']:,} updated {outcome['updated']:,} "
@@ -451,8 +498,8 @@ def main() -> None:
                 print(
                     f"{key:26s} {result['rows']:>10,} rows {result['seconds']:8.1f}s "
                     f"{result['rate']:>10,.0f} rows/s  peak RSS {result['peak_rss_mb']:6.0f} MB"
-                    f" (children {result['peak_rss_children_mb']:4.0f} MB)"
-                    f"  cpu {result['cpu_seconds']:6.1f}s{counts}",
+                    f" (children {result['peak_rss_children_mb']:4.0f} MB{together})"
+                    f"  cpu {result['cpu_seconds']:6.1f}s (children {result['children_cpu_seconds']:4.1f}s){counts}",
                     flush=True,
                 )
     finally:
