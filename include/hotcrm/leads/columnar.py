@@ -516,17 +516,18 @@ class ColumnarRules:
         plans = _phone_plans()
         octets, start, length = _string_parts(digits)
 
+        padded = octets if len(octets) else np.array([48], np.uint8)
+
         def number(at: np.ndarray, width: int) -> np.ndarray:
             """The digits [at, at + width) as a number; -1 past the end."""
-            inside = at + width <= length
-            if not len(octets):
-                return np.full(len(digits), -1, np.int64)
-            where = np.where(inside, start + at, 0)[:, None] + np.arange(width)
-            values = octets[np.minimum(where, len(octets) - 1)].astype(np.int64) - 48
-            return np.where(inside, values @ (10 ** np.arange(width - 1, -1, -1)), -1)
+            value = np.zeros(len(digits), np.int64)
+            for k in range(width):
+                value = value * 10 + padded[np.minimum(start + at + k, len(padded) - 1)] - 48
+            return np.where(at + width <= length, value, -1)
 
         zero = np.zeros(len(digits), np.int64)
-        heads = [number(zero, size) for size in (1, 2, 3)]
+        first = number(zero, 3)  # (fewer than 3 digits are never read: see base)
+        heads = [np.where(first >= 0, first // 10 ** (3 - n), -1) for n in (1, 2, 3)]
         size = np.zeros(len(digits), np.int64)
         for n in (3, 2, 1):  # the shortest calling code the digits start with
             size = np.where((heads[n - 1] >= 0) & plans.codes[n - 1][np.maximum(heads[n - 1], 0)], n, size)
