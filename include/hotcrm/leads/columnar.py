@@ -140,23 +140,21 @@ def _string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _spliced(
-    octets: np.ndarray, start: np.ndarray, length: np.ndarray, cut: np.ndarray, cut_length: np.ndarray, lead: bytes
+    octets: np.ndarray, start: np.ndarray, length: np.ndarray, cut: np.ndarray, cut_length: np.ndarray, lead: str = ""
 ) -> pa.Array:
-    """Per row, ``lead`` + ``octets[start:start + length]`` without its ``cut_length`` bytes
-    from ``cut`` on, as a string array: built with a few numpy gathers."""
-    kept = length - cut_length
-    offsets = np.zeros(len(start) + 1, np.int64)
-    np.cumsum(kept + len(lead), out=offsets[1:])
-    out = np.empty(int(offsets[-1]), np.uint8)
-    for i, byte in enumerate(lead):
-        out[offsets[:-1] + i] = byte
-    firsts = np.zeros(len(start), np.int64)
-    np.cumsum(kept[:-1], out=firsts[1:])
-    row = np.repeat(np.arange(len(start)), kept)
-    position = np.arange(len(row)) - firsts[row]
-    source = start[row] + position + np.where(position >= cut[row], cut_length[row], 0)
-    out[offsets[row] + len(lead) + position] = octets[source]
-    return pa.StringArray.from_buffers(len(start), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out))
+    """Per row (values in the order of their bytes, ``cut + cut_length <= length``), ``lead``
+    (one character or none) + ``octets[start:start + length]`` without its ``cut_length``
+    bytes from ``cut`` on, as a string array: one mask over the bytes, made by run lengths."""
+    count = len(start)
+    gap = start - np.concatenate([[0], (start + length)[:-1]])
+    runs = np.stack([gap, cut, cut_length, length - cut - cut_length], axis=1).ravel()
+    inside = np.repeat(np.tile(np.array([False, True, False, True]), count), runs)
+    kept = octets[: len(inside)][inside]
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(length - cut_length + len(lead), out=offsets[1:])
+    if lead:
+        kept = np.insert(kept, offsets[:-1] - np.arange(count) * len(lead), ord(lead))
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(kept)))
 
 
 # Bytes of a plainly written number besides digits and a leading "+" (rules._NATIONAL_CHARS).
@@ -164,38 +162,35 @@ _PHONE_MARKS = np.isin(np.arange(256), [ord(c) for c in " ().-"])
 
 
 def _phone_characters(value: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """(digits, plain, plus) per value, from one numpy pass over its bytes: the ASCII digits it
-    holds (what ``rules._NON_DIGITS`` leaves), whether it is written with digits, spaces,
-    dots, dashes and parentheses only after at most a leading "+" (``rules._NANP_CHARS``),
-    whether it starts with "+"."""
+    """(digits, plain, plus) per value, from its bytes with numpy: the ASCII digits it holds
+    (what ``rules._NON_DIGITS`` leaves), whether it is written with digits, spaces, dots,
+    dashes and parentheses only after at most a leading "+" (``rules._NANP_CHARS``), whether
+    it starts with "+"."""
     count = len(value)
     octets, ends, valid = _string_bytes(value)
-    digit = (octets >= 48) & (octets <= 57)
-    plus_sign = octets == 43
-
-    def per_value(flags: np.ndarray) -> np.ndarray:
-        running = np.zeros(len(flags) + 1, np.int64)
-        np.cumsum(flags, out=running[1:])
-        return running[ends[1:]] - running[ends[:-1]]
-
+    # Only the bytes that are not digits are looked at one by one (a few per number).
+    marks = np.flatnonzero((octets < 48) | (octets > 57))
+    row = np.searchsorted(ends, marks, side="right") - 1
+    found = octets[marks]
+    plus_sign = found == 43
+    others = np.bincount(row[~plus_sign & ~_PHONE_MARKS[found]], minlength=count)
+    pluses = np.bincount(row[plus_sign], minlength=count)
     sizes = np.diff(ends)
     leading = np.zeros(count, bool)
-    filled = sizes > 0
-    leading[filled] = plus_sign[ends[:-1][filled]]
-    others = per_value(~digit & ~plus_sign & ~_PHONE_MARKS[octets])
-    plain = valid & filled & (others == 0) & (per_value(plus_sign) == leading)
-    running = np.zeros(len(digit) + 1, np.int64)
-    np.cumsum(digit, out=running[1:])
-    digits = pa.StringArray.from_buffers(
-        count, pa.py_buffer(running[ends].astype(np.int32)), pa.py_buffer(np.ascontiguousarray(octets[digit]))
-    )
-    return digits, plain, leading & valid
+    leading[row[plus_sign & (marks == ends[row])]] = True
+    plain = valid & (sizes > 0) & (others == 0) & (pluses == leading)
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(sizes - np.bincount(row, minlength=count), out=offsets[1:])
+    kept = np.delete(octets, marks)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(kept)), plain, leading & valid
 
 
 def _match_per_code(text: pa.Array, code: np.ndarray, patterns: Mapping[int, str], *, full: bool) -> np.ndarray:
-    """Whether each value of ``text`` (sorted by ``code``) matches its code's pattern (all of
-    it when ``full``, else a start); false for a code without one (phonenumbers' empty pattern
-    matches nothing). One RE2 kernel per code present."""
+    """Whether each value of ``text`` matches its ``code``'s pattern (all of it when ``full``,
+    else a start); false for a code without one (phonenumbers' empty pattern matches nothing).
+    One RE2 kernel per code present."""
+    order = np.argsort(code, kind="stable")
+    text, code = text.take(pa.array(order)), code[order]
     found = np.zeros(len(text), dtype=bool)
     bounds = [0, *(np.flatnonzero(np.diff(code)) + 1).tolist(), len(code)]
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
@@ -203,7 +198,9 @@ def _match_per_code(text: pa.Array, code: np.ndarray, patterns: Mapping[int, str
         if pattern:
             matched = pc.match_substring_regex(text.slice(a, b - a), f"^(?:{pattern})" + ("$" if full else ""))
             found[a:b] = matched.to_numpy(zero_copy_only=False)
-    return found
+    unsorted = np.empty_like(found)
+    unsorted[order] = found
+    return unsorted
 
 
 @dataclass
@@ -631,8 +628,6 @@ class ColumnarRules:
         code = pc.if_else(pa.array(national), code, _NULL)
         rows = np.flatnonzero(code.is_valid().to_numpy(zero_copy_only=False))
         numbers = pc.cast(code.take(pa.array(rows)), pa.int64()).to_numpy()
-        order = np.argsort(numbers, kind="stable")
-        rows, numbers = rows[order], numbers[order]
         taken = np.zeros(len(digits), dtype=bool)
         taken[rows] = _match_per_code(digits.take(pa.array(rows)), numbers, _national_starts(), full=False)
         code = pc.if_else(pa.array(taken), _NULL, code)
@@ -649,17 +644,18 @@ class ColumnarRules:
         plans = _phone_plans()
         octets, start, length = _string_parts(digits)
 
+        padded = octets if len(octets) else np.array([48], np.uint8)
+
         def number(at: np.ndarray, width: int) -> np.ndarray:
             """The digits [at, at + width) as a number; -1 past the end."""
-            inside = at + width <= length
-            if not len(octets):
-                return np.full(len(digits), -1, np.int64)
-            where = np.where(inside, start + at, 0)[:, None] + np.arange(width)
-            values = octets[np.minimum(where, len(octets) - 1)].astype(np.int64) - 48
-            return np.where(inside, values @ (10 ** np.arange(width - 1, -1, -1)), -1)
+            value = np.zeros(len(digits), np.int64)
+            for k in range(width):
+                value = value * 10 + padded[np.minimum(start + at + k, len(padded) - 1)] - 48
+            return np.where(at + width <= length, value, -1)
 
         zero = np.zeros(len(digits), np.int64)
-        heads = [number(zero, size) for size in (1, 2, 3)]
+        first = number(zero, 3)  # (fewer than 3 digits are never read: see base)
+        heads = [np.where(first >= 0, first // 10 ** (3 - n), -1) for n in (1, 2, 3)]
         size = np.zeros(len(digits), np.int64)
         for n in (3, 2, 1):  # the shortest calling code the digits start with
             size = np.where((heads[n - 1] >= 0) & plans.codes[n - 1][np.maximum(heads[n - 1], 0)], n, size)
@@ -676,9 +672,8 @@ class ColumnarRules:
         ok = ~(base & (width > 0) & plans.transformed[code])  # those are left per row
         rows = np.flatnonzero(strip & ok)
         if len(rows):  # kept when the number matches the general pattern and the stripped one does not
-            rows = rows[np.argsort(code[rows], kind="stable")]
-            whole = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], zero[rows], b"")
-            cut = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], width[rows], b"")
+            whole = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], zero[rows])
+            cut = _spliced(octets, start[rows] + size[rows], national[rows], zero[rows], width[rows])
             keep = _match_per_code(whole, code[rows], plans.general, full=True)
             keep &= ~_match_per_code(cut, code[rows], plans.general, full=True)
             strip[rows[keep]] = False
@@ -686,13 +681,12 @@ class ColumnarRules:
         ok &= base & plans.lengths[code, national - width]
         patterned = np.flatnonzero(base & plans.pattern_lengths[code, national])
         if len(patterned):  # as written when the pattern does not match the start
-            patterned = patterned[np.argsort(code[patterned], kind="stable")]
             text = _spliced(
-                octets, start[patterned] + size[patterned], national[patterned], zero[patterned], zero[patterned], b""
+                octets, start[patterned] + size[patterned], national[patterned], zero[patterned], zero[patterned]
             )
             ok[patterned] = ~_match_per_code(text, code[patterned], plans.patterns, full=False)
         rows = np.flatnonzero(ok)
-        found = _spliced(octets, start[rows], length[rows], size[rows], width[rows], b"+")
+        found = _spliced(octets, start[rows], length[rows], size[rows], width[rows], "+")
         mask = pa.array(ok)
         return mask, pc.replace_with_mask(pa.nulls(len(digits), pa.string()), mask, found)
 
