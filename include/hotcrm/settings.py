@@ -32,6 +32,17 @@ def airflow_task_context() -> dict[str, str | None]:
     return {key: os.environ.get(f"AIRFLOW_CTX_{key}") for key in ("DAG_ID", "DAG_RUN_ID", "TASK_ID", "TRY_NUMBER")}
 
 
+def child_environment(**values: str) -> dict[str, str]:
+    """The environment for a Python child process of the core: this process's, with the folder
+    holding the ``hotcrm`` package first on ``PYTHONPATH`` (the package may be on ``sys.path``
+    only, not installed) and ``values`` set."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    env.update(values)
+    return env
+
+
 # --- the CRM database ----------------------------------------------------------------------
 #
 # One source of truth: the ``hotcrm_db`` Airflow connection. Airflow reads it from any

@@ -19,10 +19,10 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from hotcrm.errors import PermanentError, TransientError
+from hotcrm.settings import child_environment
 
 # Exceptions inside the child that mean the suite itself is wrong (an unknown expectation type,
 # bad arguments): retrying cannot help, as when the suite runs in-process.
@@ -37,17 +37,6 @@ class QualitySuiteError(PermanentError):
     """The suite could not run on the data (a bad expectation or argument): fix the suite."""
 
 
-def _child_env() -> dict[str, str]:
-    """The parent's environment, with the folder holding this ``hotcrm`` package first on
-    ``PYTHONPATH`` (the package may be on ``sys.path`` only, not installed) and GX's
-    analytics off."""
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
-    env["GX_ANALYTICS_ENABLED"] = "False"
-    return env
-
-
 class QualityWorker:
     """One child process that runs one suite; start it early, :meth:`validate` later."""
 
@@ -57,7 +46,7 @@ class QualityWorker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # inherited: the child's warnings and tracebacks reach the task log
-            env=_child_env(),
+            env=child_environment(GX_ANALYTICS_ENABLED="False"),  # GX must not phone home
         )
 
     @property
@@ -127,7 +116,6 @@ def _serve() -> int:
     reply_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    os.environ["GX_ANALYTICS_ENABLED"] = "False"
     import logging
 
     import great_expectations  # noqa: F401 - the point of starting early
