@@ -6,6 +6,7 @@ from __future__ import annotations
 import operator
 import os
 import signal
+import time
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,18 @@ def test_a_worker_not_needed_is_stopped_and_reaped():
     worker.close()  # idempotent
     with pytest.raises(QualityWorkerError, match="closed already"):
         worker.validate(frame(0), "leads", EXPECTATIONS)
+
+
+def test_a_worker_whose_parent_is_gone_exits_without_finishing_its_imports():
+    # The parent's end of stdin closes (as when the parent is killed): the child ends at once,
+    # not after the seconds GX takes to import.
+    worker = QualityWorker()
+    process = worker._process
+    started = time.monotonic()
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
+    assert time.monotonic() - started < 2.0
+    worker.close()
 
 
 def test_the_context_manager_reaps_on_an_exception():

@@ -19,6 +19,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from hotcrm.errors import PermanentError, TransientError
@@ -116,6 +117,11 @@ def _serve() -> int:
     reply_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # stdin is read beside the imports: an end of file with no request (the parent closed the
+    # worker, or died) ends this process at once, not after seconds of importing.
+    received: list[bytes] = []
+    reader = threading.Thread(target=_read_request, args=(received,), name="request", daemon=True)
+    reader.start()
     import logging
 
     import great_expectations  # noqa: F401 - the point of starting early
@@ -123,9 +129,8 @@ def _serve() -> int:
 
     # GX logs its set-up at INFO; the task log should show the import's progress, not that.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    request = sys.stdin.buffer.read()
-    if not request:
-        return 0  # the parent did not need the suite after all
+    reader.join()
+    request = received[0]
     from hotcrm.quality import validate_dataframe
 
     try:
@@ -142,6 +147,13 @@ def _serve() -> int:
     except BrokenPipeError:
         return 1  # the parent is gone
     return 0
+
+
+def _read_request(received: list[bytes]) -> None:
+    request = sys.stdin.buffer.read()
+    if not request:
+        os._exit(0)  # the suite is not needed after all
+    received.append(request)
 
 
 if __name__ == "__main__":
