@@ -212,6 +212,24 @@ def _records(text: str, delimiter: str, *, line_by_line: bool = False):
     return records
 
 
+def _random_file(rnd, delimiter: str, pieces: list[str], *, blank_spaces: bool = False) -> str:
+    """A header and 400 lines of random ``pieces``: blank lines, lines of empty cells (and with
+    ``blank_spaces``, of spaces), ragged ones; LF, CRLF or CR line ends, the last maybe none."""
+    lines = [delimiter.join(HEADER)]
+    for _ in range(400):
+        kind = rnd.random()
+        if kind < 0.05:
+            lines.append("")
+        elif kind < 0.07:
+            lines.append(delimiter * 3)
+        elif kind < 0.08:
+            lines.append("   " if blank_spaces else delimiter * 3)
+        else:
+            lines.append(delimiter.join(rnd.choice(pieces) for _ in range(rnd.choice([4, 4, 4, 3, 5]))))
+    text = "".join(line + rnd.choice(["\n", "\r\n", "\r\n", "\r"]) for line in lines)
+    return text.rstrip("\r\n") if rnd.random() < 0.5 else text
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_block_parsing_gives_what_record_by_record_parsing_gives(seed, monkeypatch):
     import random
@@ -221,18 +239,7 @@ def test_block_parsing_gives_what_record_by_record_parsing_gives(seed, monkeypat
     rnd = random.Random(seed)
     delimiter = rnd.choice([",", ";", "\t"])
     pieces = ["Ada", "", "  ", "O'Brien", 'say "hi"', '"quoted"', '"with\nnewline"', '"open', f"a{delimiter}b", "é"]
-    lines = [delimiter.join(HEADER)]
-    for _ in range(400):
-        kind = rnd.random()
-        if kind < 0.05:
-            lines.append("")
-        elif kind < 0.08:
-            lines.append(delimiter * 3)
-        else:
-            lines.append(delimiter.join(rnd.choice(pieces) for _ in range(rnd.choice([4, 4, 4, 3, 5]))))
-    text = "".join(line + rnd.choice(["\n", "\r\n", "\r\n", "\r"]) for line in lines)
-    if rnd.random() < 0.5:
-        text = text.rstrip("\r\n")
+    text = _random_file(rnd, delimiter, pieces)
     expected = _records(text, delimiter, line_by_line=True)
     assert len(expected) > 300
     for block_chars in (1, 50, 4096, 1 << 20):
@@ -316,20 +323,7 @@ def test_arrow_parses_quoted_blocks_as_the_csv_module_does(seed, monkeypatch):
     pieces += ['"with\nnewline"', '"cr\rlf\r\nboth"', '"ab"c', 'x"y', '" padded "', "\u00a0nbsp"]
     if seed % 3 == 0:
         pieces.append('"open')  # an unbalanced quote now and then
-    lines = [delimiter.join(HEADER)]
-    for _ in range(400):
-        kind = rnd.random()
-        if kind < 0.04:
-            lines.append("")
-        elif kind < 0.06:
-            lines.append(delimiter * 3)
-        elif kind < 0.07:
-            lines.append("   ")
-        else:
-            lines.append(delimiter.join(rnd.choice(pieces) for _ in range(rnd.choice([4, 4, 4, 4, 3, 5]))))
-    text = "".join(line + rnd.choice(["\n", "\r\n", "\r\n", "\r"]) for line in lines)
-    if rnd.random() < 0.5:
-        text = text.rstrip("\r\n")
+    text = _random_file(rnd, delimiter, pieces, blank_spaces=True)
     expected = _records(text, delimiter, line_by_line=True)
     assert len(expected) > 300
     for block_chars in (1, 300, 4096, 1 << 20):
