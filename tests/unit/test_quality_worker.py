@@ -128,13 +128,3 @@ def test_the_context_manager_reaps_on_an_exception():
         pid = worker.pid
         raise RuntimeError("the import failed before the check")
     assert_reaped(pid)
-
-
-def test_the_worker_imports_at_a_lower_priority_than_the_import():
-    """Its imports take the CPU the import and its database leave (nice 10 more than ours)."""
-    with QualityWorker() as worker:
-        ours = os.getpriority(os.PRIO_PROCESS, 0)
-        deadline = time.monotonic() + 10
-        while os.getpriority(os.PRIO_PROCESS, worker.pid) == ours and time.monotonic() < deadline:
-            time.sleep(0.01)  # (the child lowers its own priority as it starts)
-        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(ours + 10, 19)

@@ -122,10 +122,6 @@ def _serve() -> int:
     received: list[bytes] = []
     reader = threading.Thread(target=_read_request, args=(received,), name="request", daemon=True)
     reader.start()
-    # The import is the work of the seconds the parent spends reading: it should take the
-    # CPU the parent and its database leave, not theirs (the suite itself is ~0.25 s).
-    with contextlib.suppress(OSError):
-        os.nice(10)
     import logging
 
     import great_expectations  # noqa: F401 - the point of starting early
