@@ -29,8 +29,8 @@ def workers(monkeypatch) -> list[int]:
     started: list[int] = []
     real_init = QualityWorker.__init__
 
-    def init(self) -> None:
-        real_init(self)
+    def init(self, **kwargs) -> None:
+        real_init(self, **kwargs)
         started.append(self.pid)
 
     monkeypatch.setattr(QualityWorker, "__init__", init)
@@ -104,8 +104,8 @@ def test_a_killed_worker_fails_the_import_for_a_retry(db_url, bucket, workers, m
     monkeypatch.setattr(importer, "DIRECT_LOAD", direct)
     real_init = QualityWorker.__init__  # the fixture's: it records the pid
 
-    def init_then_die(self) -> None:
-        real_init(self)
+    def init_then_die(self, **kwargs) -> None:
+        real_init(self, **kwargs)
         os.kill(self.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
 
     monkeypatch.setattr(QualityWorker, "__init__", init_then_die)
@@ -130,3 +130,20 @@ def test_check_quality_starts_its_own_worker_when_given_none(workers):
     result = check_quality(suite, flags, flags)
     assert result["success"] and result["statistics"]["evaluated_expectations"] == 2
     assert_all_reaped(workers)
+
+
+@pytest.mark.parametrize("threshold, background", [(1, True), (1 << 30, False)], ids=["large", "small"])
+def test_a_file_larger_than_the_threshold_gets_a_background_worker(db_url, bucket, monkeypatch, threshold, background):
+    """A file that takes longer to read than GX to import lets the worker import at a lower
+    priority; a smaller one does not (it would wait for the starved imports at its end)."""
+    seen: list[bool] = []
+    real_init = QualityWorker.__init__
+
+    def init(self, *, background: bool = False) -> None:
+        seen.append(background)
+        real_init(self, background=background)
+
+    monkeypatch.setattr(QualityWorker, "__init__", init)
+    monkeypatch.setattr(importer, "BACKGROUND_QUALITY_BYTES", threshold)
+    outcome = run(bucket, db_url, drop(bucket, "leads.csv", HEADER + good_rows(60)))
+    assert outcome.status == "imported" and seen == [background]

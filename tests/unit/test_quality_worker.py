@@ -128,3 +128,11 @@ def test_the_context_manager_reaps_on_an_exception():
         pid = worker.pid
         raise RuntimeError("the import failed before the check")
     assert_reaped(pid)
+
+
+def test_a_background_worker_imports_at_a_lower_priority_and_a_default_one_does_not():
+    """For a long import, the worker's imports take the CPU the import leaves (nice + 10)."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    with QualityWorker(background=True) as background, QualityWorker() as default:
+        assert os.getpriority(os.PRIO_PROCESS, background.pid) == min(ours + 10, 19)
+        assert os.getpriority(os.PRIO_PROCESS, default.pid) == ours

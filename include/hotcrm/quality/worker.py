@@ -41,7 +41,10 @@ class QualitySuiteError(PermanentError):
 class QualityWorker:
     """One child process that runs one suite; start it early, :meth:`validate` later."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = False) -> None:
+        """``background``: the caller has more work to do before it needs the result than the
+        imports take; the child then runs at nice 10, on the CPU the caller (and its database)
+        leave. Not for short work: the caller would wait for imports that had been starved."""
         self._process: subprocess.Popen | None = subprocess.Popen(
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
@@ -49,6 +52,10 @@ class QualityWorker:
             stderr=None,  # inherited: the child's warnings and tracebacks reach the task log
             env=child_environment(GX_ANALYTICS_ENABLED="False"),  # GX must not phone home
         )
+        if background:
+            with contextlib.suppress(OSError):  # (lowering a child's priority needs no privilege)
+                ours = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, self._process.pid, min(ours + 10, 19))
 
     @property
     def pid(self) -> int | None:
