@@ -297,9 +297,8 @@ def parse_quoted(
     last record closed its quotes: if it did not, the sentinel is swallowed.
     """
     text = "".join(block)
-    sentinel = "\n" if text.endswith(("\n", "\r")) else "\n\n"
-    if text.endswith("\r"):
-        sentinel = "\r"  # ("\r" + "\n" would be one line end)
+    # The block's own line end again (after a bare "\r", a "\n" would make one line end of the two).
+    sentinel = text[-1] if text.endswith(("\n", "\r")) else "\n\n"
     data = (text + sentinel).encode("utf-8")
     try:
         table, others = _read_csv(data, delimiter, width, quoted=True)
@@ -316,11 +315,11 @@ def parse_quoted(
     cells = [table.column(i).combine_chunks() for i in range(width)]
     if records != len(block) + 1:  # some record spans lines: count the line breaks in its cells
         for cell in cells:
-            values = cell.buffers()[2]
-            octets = values.to_pybytes() if values is not None else b""
-            if b"\n" in octets or b"\r" in octets:
+            octets = _string_bytes(cell)[0]
+            if ((octets == 10) | (octets == 13)).any():
                 spans[~is_other] += _line_breaks(cell)
-        spans[is_other] += np.array([_line_breaks_in(t) for _, t in others], dtype=np.int64)
+        if others:
+            spans[is_other] += _line_breaks(pa.array([t for _, t in others], pa.string()))
     starts = np.concatenate([[0], np.cumsum(spans)[:-1]])
     if int(spans.sum()) != len(block) + 1 or is_other[-1] or spans[-1] != 1:
         return None
@@ -344,10 +343,6 @@ def _line_breaks(values: pa.Array) -> np.ndarray:
     """Line ends in each value, as ``readlines`` counts them (CRLF, CR or LF)."""
     counts = [pc.count_substring(values, pattern) for pattern in ("\n", "\r", "\r\n")]
     return (counts[0].to_numpy() + counts[1].to_numpy() - counts[2].to_numpy()).astype(np.int64)
-
-
-def _line_breaks_in(text: str) -> int:
-    return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
 # The bytes of characters of _UNUSUAL_CLASS below 0x80, and every byte but the ASCII ones

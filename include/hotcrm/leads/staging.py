@@ -10,6 +10,7 @@ line), or, for a repeated email, staged for the merge to report as a duplicate.
 from __future__ import annotations
 
 import csv
+import functools
 import time
 from array import array
 from collections.abc import Callable
@@ -89,11 +90,8 @@ def read_and_stage(
         )
         try:
             width = len(header)
-
-            def quoted(first: int, block: list[str]) -> ParsedText | None:
-                limits = {"max_lines": lines.max_lines, "max_chars": lines.max_chars, "dialect": reader.dialect}
-                return parse_quoted(first, block, delimiter, width, **limits)
-
+            limits = {"max_lines": lines.max_lines, "max_chars": lines.max_chars, "dialect": reader.dialect}
+            quoted = functools.partial(parse_quoted, delimiter=delimiter, width=width, **limits)
             parsed: list[ParsedText] = []
             chars = 0
             for item in iter_blocks(lines, reader, width, parse_quoted=quoted):
